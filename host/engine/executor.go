@@ -1,0 +1,519 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/synchron-io/synchron/host/connectors"
+	"github.com/synchron-io/synchron/host/mapping"
+	"github.com/synchron-io/synchron/sdk"
+)
+
+// ErrNotFound is returned when a workflow does not exist in the account.
+var ErrNotFound = errors.New("not found")
+
+// ErrLeaseLost means another host took the run over (this host's lease
+// expired); this host stops without touching the run again.
+var ErrLeaseLost = errors.New("run lease lost to another host")
+
+// Sealer encrypts and decrypts connection configs at rest (host/secrets.Box).
+type Sealer interface {
+	Seal(plaintext, aad []byte) ([]byte, error)
+	Open(ciphertext, aad []byte) ([]byte, error)
+}
+
+// Options tune an Executor. Zero values take the defaults.
+type Options struct {
+	// HostID names this host in run leases (default: random).
+	HostID string
+	// Workers is how many runs this host executes at once (default 4).
+	Workers int
+	// Lease is how long a claimed run stays this host's without a heartbeat
+	// (default 30s); another host takes the run over after it expires.
+	Lease time.Duration
+	// Poll is how often idle workers look for queued runs (default 1s);
+	// Enqueue on this host wakes them at once.
+	Poll      time.Duration
+	BatchSize int // records per batch (default 1000)
+	Retry     RetryPolicy
+	// RunAttempts is how many times a run is resumed from its last committed
+	// checkpoint after a connector crash or transport error (default 3).
+	RunAttempts int
+	// RunRetryDelay is the first pause before resuming (default 500ms, doubling).
+	RunRetryDelay time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.HostID == "" {
+		o.HostID = "host_" + randomID()
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.Lease <= 0 {
+		o.Lease = 30 * time.Second
+	}
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 1000
+	}
+	if o.Retry.MaxAttempts <= 0 {
+		o.Retry = DefaultRetryPolicy()
+	}
+	if o.RunAttempts <= 0 {
+		o.RunAttempts = 3
+	}
+	if o.RunRetryDelay <= 0 {
+		o.RunRetryDelay = 500 * time.Millisecond
+	}
+}
+
+// Executor executes queued runs. Runs live in PostgreSQL: Enqueue inserts a
+// queued run, and workers on every host claim queued runs (or runs whose
+// lease expired because their host died) with FOR UPDATE SKIP LOCKED.
+type Executor struct {
+	db       *sqlx.DB
+	registry connectors.Registry
+	sealer   Sealer
+	log      hclog.Logger
+	opts     Options
+
+	wake   chan struct{}
+	mu     sync.Mutex
+	cancel context.CancelFunc // stops claiming new runs
+	runCtx context.CancelFunc // cancels runs in flight
+	wg     sync.WaitGroup
+}
+
+// NewExecutor builds an Executor; Start begins executing.
+func NewExecutor(db *sqlx.DB, registry connectors.Registry, sealer Sealer, log hclog.Logger, opts Options) *Executor {
+	opts.defaults()
+	return &Executor{db: db, registry: registry, sealer: sealer, log: log.Named("engine"), opts: opts, wake: make(chan struct{}, 1)}
+}
+
+// HostID is the name this executor leases runs under.
+func (e *Executor) HostID() string { return e.opts.HostID }
+
+// Enqueue queues a run of the workflow and returns its id. When the
+// workflow already has a queued or running run, that run's id is returned:
+// a workflow never runs twice at once.
+func (e *Executor) Enqueue(ctx context.Context, accountID, workflowID, trigger string) (string, error) {
+	var id string
+	err := e.db.GetContext(ctx, &id, `
+		INSERT INTO runs (id, account_id, workflow_id, status, trigger, created_at)
+		SELECT $1, w.account_id, w.id, 'queued', $4, now()
+		FROM workflows w WHERE w.id = $2 AND w.account_id = $3
+		ON CONFLICT (workflow_id) WHERE status IN ('queued', 'running') DO NOTHING
+		RETURNING id`, "run_"+randomID(), workflowID, accountID, trigger)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Either the workflow is not this account's, or a run is active.
+		err = e.db.GetContext(ctx, &id, `
+			SELECT r.id FROM runs r JOIN workflows w ON w.id = r.workflow_id
+			WHERE r.workflow_id = $1 AND w.account_id = $2 AND r.status IN ('queued', 'running')`, workflowID, accountID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return "", ErrNotFound
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("engine: enqueue run of %s: %w", workflowID, err)
+	}
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+	return id, nil
+}
+
+// Start launches the workers. They run until Stop or StopAndCancel.
+func (e *Executor) Start(ctx context.Context) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cancel != nil {
+		return
+	}
+	claimCtx, cancel := context.WithCancel(ctx)
+	runCtx, runCancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.cancel, e.runCtx = cancel, runCancel
+	for i := 0; i < e.opts.Workers; i++ {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.work(claimCtx, runCtx)
+		}()
+	}
+}
+
+// Stop stops claiming runs and waits for the runs in flight to finish, or
+// for ctx to end, whichever comes first; then it cancels what is left (those
+// runs are handed back to the queue and resume from their checkpoint).
+func (e *Executor) Stop(ctx context.Context) error {
+	e.mu.Lock()
+	cancel, runCancel := e.cancel, e.runCtx
+	e.mu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		runCancel()
+		return nil
+	case <-ctx.Done():
+		runCancel()
+		<-done
+		return fmt.Errorf("engine: stop: runs still in flight were cancelled: %w", ctx.Err())
+	}
+}
+
+// StopAndCancel cancels the runs in flight at once (they go back to the
+// queue) and waits for the workers to exit.
+func (e *Executor) StopAndCancel(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	cancel()
+	err := e.Stop(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func (e *Executor) work(claimCtx, runCtx context.Context) {
+	ticker := time.NewTicker(e.opts.Poll)
+	defer ticker.Stop()
+	for {
+		run, err := e.claim(claimCtx)
+		switch {
+		case err == nil && run != nil:
+			e.execute(runCtx, run)
+			continue
+		case err != nil && claimCtx.Err() == nil:
+			e.log.Error("claim run", "error", err)
+		}
+		select {
+		case <-claimCtx.Done():
+			return
+		case <-e.wake:
+		case <-ticker.C:
+		}
+	}
+}
+
+type claimedRun struct {
+	ID         string `db:"id"`
+	AccountID  string `db:"account_id"`
+	WorkflowID string `db:"workflow_id"`
+	Attempts   int    `db:"attempts"`
+}
+
+// claim takes one queued run, or a running run whose host stopped renewing
+// its lease, and leases it to this host.
+func (e *Executor) claim(ctx context.Context) (*claimedRun, error) {
+	var r claimedRun
+	err := e.db.GetContext(ctx, &r, `
+		UPDATE runs SET status = 'running', leased_by = $1, lease_expires_at = now() + $2::interval,
+			started_at = COALESCE(started_at, now()), attempts = attempts + 1
+		WHERE id = (
+			SELECT id FROM runs
+			WHERE status = 'queued' OR (status = 'running' AND lease_expires_at < now())
+			ORDER BY created_at
+			FOR UPDATE SKIP LOCKED
+			LIMIT 1)
+		RETURNING id, account_id, workflow_id, attempts`, e.opts.HostID, e.opts.Lease.String())
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("engine: claim: %w", err)
+	}
+	return &r, nil
+}
+
+// RunOnce claims and executes at most one queued run on the caller's
+// goroutine; it reports whether a run was found. Tools and tests use it.
+func (e *Executor) RunOnce(ctx context.Context) (bool, error) {
+	run, err := e.claim(ctx)
+	if err != nil || run == nil {
+		return false, err
+	}
+	e.execute(ctx, run)
+	return true, nil
+}
+
+type workflowRow struct {
+	ID                 string          `db:"id"`
+	AccountID          string          `db:"account_id"`
+	SourceConnectionID string          `db:"source_connection_id"`
+	SourceObject       string          `db:"source_object"`
+	TargetConnectionID string          `db:"target_connection_id"`
+	TargetObject       string          `db:"target_object"`
+	Mapping            json.RawMessage `db:"mapping"`
+	Cursor             []byte          `db:"cursor"`
+	SourceApp          string          `db:"source_app"`
+	SourceConfig       []byte          `db:"source_config"`
+	TargetApp          string          `db:"target_app"`
+	TargetConfig       []byte          `db:"target_config"`
+}
+
+func (e *Executor) loadWorkflow(ctx context.Context, accountID, workflowID string) (*workflowRow, error) {
+	var w workflowRow
+	err := e.db.GetContext(ctx, &w, `
+		SELECT w.id, w.account_id, w.source_connection_id, w.source_object, w.target_connection_id,
+			w.target_object, w.mapping, w.cursor,
+			s.app AS source_app, s.config_enc AS source_config, t.app AS target_app, t.config_enc AS target_config
+		FROM workflows w
+		JOIN connections s ON s.id = w.source_connection_id AND s.account_id = w.account_id
+		JOIN connections t ON t.id = w.target_connection_id AND t.account_id = w.account_id
+		WHERE w.id = $1 AND w.account_id = $2`, workflowID, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("load workflow %s: %w", workflowID, err)
+	}
+	return &w, nil
+}
+
+// execute runs one claimed run to its end and records the outcome. Transport
+// failures (a connector crash) resume the run from its last committed
+// checkpoint, up to RunAttempts times.
+func (e *Executor) execute(ctx context.Context, run *claimedRun) {
+	log := e.log.With("run", run.ID, "workflow", run.WorkflowID)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	// Heartbeat: keep the lease while the run is alive; stop the run when
+	// another host has taken it over.
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		t := time.NewTicker(e.opts.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := e.renewLease(ctx, run.ID); err != nil {
+					if ctx.Err() == nil {
+						log.Warn("lease renewal failed", "error", err)
+					}
+					if errors.Is(err, ErrLeaseLost) {
+						cancel(ErrLeaseLost)
+						return
+					}
+				}
+			}
+		}
+	}()
+	defer func() { cancel(nil); <-hbDone }()
+
+	var runErr error
+	delay := e.opts.RunRetryDelay
+	for attempt := 1; ; attempt++ {
+		runErr = e.attempt(ctx, run)
+		if runErr == nil || ctx.Err() != nil || !retryableRunError(runErr) || attempt >= e.opts.RunAttempts {
+			break
+		}
+		log.Warn("run attempt failed; resuming from the last checkpoint", "attempt", attempt, "error", runErr)
+		if err := sleep(ctx, delay); err != nil {
+			break
+		}
+		delay *= 2
+	}
+
+	if cause := context.Cause(ctx); errors.Is(cause, ErrLeaseLost) {
+		log.Warn("run taken over by another host")
+		return
+	}
+	if ctx.Err() != nil {
+		// The host is stopping: hand the run back so any host resumes it.
+		e.release(context.WithoutCancel(ctx), run.ID, log)
+		return
+	}
+	e.finish(ctx, run, runErr, log)
+}
+
+func retryableRunError(err error) bool {
+	return sdk.IsTransportError(err) || errors.Is(err, ErrRetriesExhausted)
+}
+
+// attempt executes the run once, from the workflow's committed checkpoint.
+func (e *Executor) attempt(ctx context.Context, run *claimedRun) error {
+	w, err := e.loadWorkflow(ctx, run.AccountID, run.WorkflowID)
+	if err != nil {
+		return err
+	}
+	rules, err := mapping.Parse(w.Mapping)
+	if err != nil {
+		return fmt.Errorf("workflow mapping: %w", err)
+	}
+	mapper, err := mapping.NewMapper(rules)
+	if err != nil {
+		return fmt.Errorf("workflow mapping: %w", err)
+	}
+	srcCfg, err := e.sealer.Open(w.SourceConfig, []byte(w.SourceConnectionID))
+	if err != nil {
+		return fmt.Errorf("decrypt source connection %s: %w", w.SourceConnectionID, err)
+	}
+	dstCfg, err := e.sealer.Open(w.TargetConfig, []byte(w.TargetConnectionID))
+	if err != nil {
+		return fmt.Errorf("decrypt target connection %s: %w", w.TargetConnectionID, err)
+	}
+	src, err := e.registry.Acquire(ctx, w.SourceApp)
+	if err != nil {
+		return fmt.Errorf("start %s connector: %w", w.SourceApp, err)
+	}
+	defer src.Release()
+	dst, err := e.registry.Acquire(ctx, w.TargetApp)
+	if err != nil {
+		return fmt.Errorf("start %s connector: %w", w.TargetApp, err)
+	}
+	defer dst.Release()
+
+	versions, _ := json.Marshal(map[string]string{src.Name: src.Version, dst.Name: dst.Version})
+	if err := e.exec(ctx, run.ID, `UPDATE runs SET connector_versions = $2 WHERE id = $1 AND leased_by = $3`,
+		run.ID, versions, e.opts.HostID); err != nil {
+		return err
+	}
+
+	_, err = Sync(ctx, Job{
+		Source: src, SourceConfig: srcCfg, SourceObject: w.SourceObject,
+		Target: dst, TargetConfig: dstCfg, TargetObject: w.TargetObject,
+		Mapper: mapper, Cursor: w.Cursor, BatchSize: e.opts.BatchSize, Retry: e.opts.Retry,
+		Commit: func(ctx context.Context, p Progress) error { return e.commit(ctx, run, w, p) },
+	})
+	return err
+}
+
+// commit persists one batch in one transaction: run counts, failed records,
+// refreshed credentials, the lease, and last the workflow's checkpoint.
+func (e *Executor) commit(ctx context.Context, run *claimedRun, w *workflowRow, p Progress) error {
+	tx, err := e.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	c := p.Counts
+	res, err := tx.ExecContext(ctx, `
+		UPDATE runs SET read_count = read_count + $3, created_count = created_count + $4,
+			updated_count = updated_count + $5, deleted_count = deleted_count + $6,
+			skipped_count = skipped_count + $7, failed_count = failed_count + $8,
+			transactions = transactions + $9, lease_expires_at = now() + $10::interval
+		WHERE id = $1 AND leased_by = $2 AND status = 'running'`,
+		run.ID, e.opts.HostID, c.Read, c.Created, c.Updated, c.Deleted, c.Skipped, c.Failed, c.Transactions(), e.opts.Lease.String())
+	if err != nil {
+		return fmt.Errorf("update run counts: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrLeaseLost
+	}
+	for _, f := range p.Failures {
+		if _, err := tx.ExecContext(ctx, `
+			INSERT INTO run_records (run_id, account_id, record_id, direction, status, message, created_at)
+			VALUES ($1, $2, $3, 'to_target', $4, $5, now())`, run.ID, run.AccountID, f.RecordID, f.Status, truncate(f.Message, 2000)); err != nil {
+			return fmt.Errorf("record failure of %s: %w", f.RecordID, err)
+		}
+	}
+	for _, u := range []struct {
+		conn string
+		cfg  json.RawMessage
+	}{{w.SourceConnectionID, p.SourceConfig}, {w.TargetConnectionID, p.TargetConfig}} {
+		if u.cfg == nil {
+			continue
+		}
+		sealed, err := e.sealer.Seal(u.cfg, []byte(u.conn))
+		if err != nil {
+			return fmt.Errorf("encrypt refreshed credentials: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE connections SET config_enc = $3, updated_at = now() WHERE id = $1 AND account_id = $2`,
+			u.conn, run.AccountID, sealed); err != nil {
+			return fmt.Errorf("save refreshed credentials: %w", err)
+		}
+	}
+	if p.Checkpoint != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE workflows SET cursor = $3, updated_at = now() WHERE id = $1 AND account_id = $2`,
+			w.ID, run.AccountID, p.Checkpoint); err != nil {
+			return fmt.Errorf("save checkpoint: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func (e *Executor) renewLease(ctx context.Context, runID string) error {
+	res, err := e.db.ExecContext(ctx, `UPDATE runs SET lease_expires_at = now() + $3::interval
+		WHERE id = $1 AND leased_by = $2 AND status = 'running'`, runID, e.opts.HostID, e.opts.Lease.String())
+	if err != nil {
+		return fmt.Errorf("renew lease: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+// release hands a run back to the queue when this host stops mid-run.
+func (e *Executor) release(ctx context.Context, runID string, log hclog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := e.db.ExecContext(ctx, `UPDATE runs SET status = 'queued', leased_by = NULL, lease_expires_at = NULL
+		WHERE id = $1 AND leased_by = $2 AND status = 'running'`, runID, e.opts.HostID); err != nil {
+		log.Error("hand run back to the queue", "error", err)
+	}
+}
+
+func (e *Executor) finish(ctx context.Context, run *claimedRun, runErr error, log hclog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	msg := ""
+	if runErr != nil {
+		msg = truncate(runErr.Error(), 2000)
+		log.Warn("run failed", "error", runErr)
+	}
+	if _, err := e.db.ExecContext(ctx, `
+		UPDATE runs SET status = CASE WHEN $3 <> '' THEN 'failed' WHEN failed_count > 0 THEN 'partial' ELSE 'succeeded' END,
+			error = NULLIF($3, ''), finished_at = now(), leased_by = NULL, lease_expires_at = NULL
+		WHERE id = $1 AND leased_by = $2`, run.ID, e.opts.HostID, msg); err != nil {
+		log.Error("record run outcome", "error", err)
+	}
+}
+
+func (e *Executor) exec(ctx context.Context, runID, query string, args ...any) error {
+	res, err := e.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("run %s: %w", runID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func randomID() string {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("engine: crypto/rand: %v", err))
+	}
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}

@@ -1,0 +1,254 @@
+// Package engine owns the execution of workflow runs: streaming a source
+// connector's batches through the field mapping into a target connector,
+// counting outcomes, and advancing the source checkpoint only after the
+// writes before it are committed. Executor runs queued runs from PostgreSQL
+// under a lease, so any number of hosts share the work.
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/synchron-io/synchron/host/mapping"
+	"github.com/synchron-io/synchron/sdk"
+)
+
+// Counts are the outcomes of a run (or of one batch of it).
+type Counts struct {
+	Read    int64 `json:"read"`
+	Created int64 `json:"created"`
+	Updated int64 `json:"updated"`
+	Deleted int64 `json:"deleted"`
+	Skipped int64 `json:"skipped"`
+	Failed  int64 `json:"failed"`
+}
+
+// Transactions is the number of records created, updated or deleted in the
+// target: what the customer's quota counts.
+func (c Counts) Transactions() int64 { return c.Created + c.Updated + c.Deleted }
+
+// Add returns c + d.
+func (c Counts) Add(d Counts) Counts {
+	return Counts{
+		Read: c.Read + d.Read, Created: c.Created + d.Created, Updated: c.Updated + d.Updated,
+		Deleted: c.Deleted + d.Deleted, Skipped: c.Skipped + d.Skipped, Failed: c.Failed + d.Failed,
+	}
+}
+
+// Failure is one record that could not be written.
+type Failure struct {
+	RecordID string
+	Status   string // "rejected"
+	Message  string
+}
+
+// Progress is what one committed batch changed. Commit must persist all of it
+// atomically: the checkpoint may only move together with the counts and
+// failures of the records before it.
+type Progress struct {
+	Counts     Counts
+	Failures   []Failure
+	Checkpoint []byte // nil: the checkpoint does not move
+	// SourceConfig / TargetConfig are credentials a connector refreshed and
+	// the host must save (nil: unchanged).
+	SourceConfig json.RawMessage
+	TargetConfig json.RawMessage
+}
+
+// RetryPolicy bounds the retries of retryable write results inside a run.
+type RetryPolicy struct {
+	MaxAttempts int
+	BaseDelay   time.Duration
+	MaxDelay    time.Duration
+}
+
+// DefaultRetryPolicy returns the policy that retries a batch's retryable records 6 times, from 200ms
+// doubling up to 30s, honouring the app's Retry-After when longer.
+func DefaultRetryPolicy() RetryPolicy {
+	return RetryPolicy{MaxAttempts: 6, BaseDelay: 200 * time.Millisecond, MaxDelay: 30 * time.Second}
+}
+
+// ErrRetriesExhausted means some records stayed retryable after every retry;
+// the run stops without moving the checkpoint past them, so a later run
+// writes them again.
+var ErrRetriesExhausted = errors.New("target kept answering retryable errors")
+
+// Job is one pass of a one-way sync.
+type Job struct {
+	Source       sdk.Connector
+	SourceConfig json.RawMessage
+	SourceObject string
+	Target       sdk.Connector
+	TargetConfig json.RawMessage
+	TargetObject string
+	Mapper       *mapping.Mapper
+	// Cursor is the committed checkpoint to resume from (nil: from the start).
+	Cursor    []byte
+	BatchSize int
+	Retry     RetryPolicy
+	// Commit persists one batch's progress; it is called after the batch's
+	// writes have been answered and before the next batch is written.
+	Commit func(ctx context.Context, p Progress) error
+}
+
+// Sync streams the source from job.Cursor to its end through the mapping
+// into the target and returns the counts of what it committed. The source is
+// read one batch ahead of the writes, so memory stays flat whatever the size.
+func Sync(ctx context.Context, job Job) (Counts, error) {
+	if job.Retry.MaxAttempts <= 0 {
+		job.Retry = DefaultRetryPolicy()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	batches := make(chan sdk.ReadBatch, 1)
+	readDone := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		readDone <- job.Source.Read(ctx, sdk.ReadRequest{
+			Config: job.SourceConfig, Object: job.SourceObject, Cursor: job.Cursor, BatchSize: job.BatchSize,
+		}, sdk.ReadSinkFunc(func(ctx context.Context, b sdk.ReadBatch) error {
+			select {
+			case batches <- b:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}))
+	}()
+
+	var total Counts
+	var failErr error
+	for b := range batches {
+		if failErr != nil {
+			continue // drain so the reader can finish
+		}
+		p, err := writeBatch(ctx, job, b)
+		if err == nil {
+			err = job.Commit(ctx, p)
+			if err != nil {
+				err = fmt.Errorf("commit batch: %w", err)
+			}
+		}
+		if err != nil {
+			failErr = err
+			cancel()
+			continue
+		}
+		total = total.Add(p.Counts)
+	}
+	readErr := <-readDone
+	if failErr != nil {
+		return total, failErr
+	}
+	if readErr != nil {
+		return total, fmt.Errorf("read %s: %w", job.SourceObject, readErr)
+	}
+	return total, nil
+}
+
+// writeBatch maps one source batch, writes it to the target with retries,
+// and returns the progress to commit.
+func writeBatch(ctx context.Context, job Job, b sdk.ReadBatch) (Progress, error) {
+	p := Progress{Checkpoint: b.Checkpoint, SourceConfig: b.UpdatedConfig}
+	if b.Diagnostics.HasError() {
+		return p, fmt.Errorf("source: %s", b.Diagnostics.Error())
+	}
+	p.Counts.Read = int64(len(b.Records))
+	pending := make([]sdk.WriteRecord, 0, len(b.Records))
+	ids := make(map[string]string, len(b.Records)) // ref -> source record id
+	for i, r := range b.Records {
+		if r.Deleted {
+			// One-way deletes need the link table to know the target's id;
+			// until a workflow asks for them they are skipped.
+			p.Counts.Skipped++
+			continue
+		}
+		fields, err := job.Mapper.Apply(r.Fields)
+		if err != nil {
+			p.Counts.Failed++
+			p.Failures = append(p.Failures, Failure{RecordID: r.ID, Status: "rejected", Message: err.Error()})
+			continue
+		}
+		ref := strconv.Itoa(i)
+		ids[ref] = r.ID
+		pending = append(pending, sdk.WriteRecord{Ref: ref, Fields: fields})
+	}
+
+	delay := job.Retry.BaseDelay
+	for attempt := 1; len(pending) > 0; attempt++ {
+		resp, err := job.Target.Write(ctx, sdk.WriteRequest{Config: job.TargetConfig, Object: job.TargetObject, Records: pending})
+		if err != nil {
+			return p, fmt.Errorf("write %s: %w", job.TargetObject, err)
+		}
+		if resp.UpdatedConfig != nil {
+			p.TargetConfig = resp.UpdatedConfig
+		}
+		if len(resp.Results) != len(pending) {
+			msg := resp.Diagnostics.Error()
+			if msg == "" {
+				msg = fmt.Sprintf("connector answered %d results for %d records", len(resp.Results), len(pending))
+			}
+			return p, fmt.Errorf("write %s: %s", job.TargetObject, msg)
+		}
+		var retry []sdk.WriteRecord
+		var wait time.Duration
+		for i, res := range resp.Results {
+			rec := pending[i]
+			if res.Ref != rec.Ref {
+				return p, fmt.Errorf("write %s: result %d has ref %q, want %q", job.TargetObject, i, res.Ref, rec.Ref)
+			}
+			switch res.Status {
+			case sdk.WriteOK:
+				switch res.Action {
+				case sdk.ActionCreated:
+					p.Counts.Created++
+				case sdk.ActionUpdated:
+					p.Counts.Updated++
+				case sdk.ActionDeleted:
+					p.Counts.Deleted++
+				default:
+					p.Counts.Skipped++
+				}
+			case sdk.WriteRetryable:
+				retry = append(retry, rec)
+				wait = max(wait, res.RetryAfter)
+			default:
+				msg := res.Message
+				if msg == "" {
+					msg = "rejected by the target without a message"
+				}
+				p.Counts.Failed++
+				p.Failures = append(p.Failures, Failure{RecordID: ids[rec.Ref], Status: "rejected", Message: msg})
+			}
+		}
+		pending = retry
+		if len(pending) == 0 {
+			break
+		}
+		if attempt >= job.Retry.MaxAttempts {
+			return p, fmt.Errorf("write %s: %d records after %d attempts: %w", job.TargetObject, len(pending), attempt, ErrRetriesExhausted)
+		}
+		wait = max(wait, delay)
+		delay = min(delay*2, job.Retry.MaxDelay)
+		if err := sleep(ctx, wait); err != nil {
+			return p, err
+		}
+	}
+	return p, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
