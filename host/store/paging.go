@@ -1,0 +1,95 @@
+package store
+
+import (
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Page limits of list calls.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 500
+)
+
+// ListOptions selects one page of a list. Lists are newest first.
+type ListOptions struct {
+	// Limit is the page size; 0 means DefaultLimit, more than MaxLimit is
+	// cut to MaxLimit.
+	Limit int
+	// Cursor is the NextCursor of the previous page ("" for the first).
+	Cursor string
+}
+
+func (o ListOptions) limit() int {
+	switch {
+	case o.Limit <= 0:
+		return DefaultLimit
+	case o.Limit > MaxLimit:
+		return MaxLimit
+	}
+	return o.Limit
+}
+
+// keyset is the position after which a page starts: the (created_at, id) of
+// the last row of the previous page.
+type keyset struct {
+	at time.Time
+	id string
+}
+
+// The cursor is opaque to clients: base64url of "<unix micros>.<id>".
+func encodeCursor(at time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(at.UnixMicro(), 10) + "." + id))
+}
+
+// decodeCursor returns nil for the first page.
+func decodeCursor(c string) (*keyset, error) {
+	if c == "" {
+		return nil, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: not base64url", ErrBadCursor)
+	}
+	micros, id, ok := strings.Cut(string(raw), ".")
+	if !ok || id == "" {
+		return nil, ErrBadCursor
+	}
+	us, err := strconv.ParseInt(micros, 10, 64)
+	if err != nil {
+		return nil, ErrBadCursor
+	}
+	return &keyset{at: time.UnixMicro(us).UTC(), id: id}, nil
+}
+
+// encodeSeqCursor and decodeSeqCursor page over a bigserial id.
+func encodeSeqCursor(id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("s" + strconv.FormatInt(id, 10)))
+}
+
+func decodeSeqCursor(c string) (int64, bool, error) {
+	if c == "" {
+		return 0, false, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || len(raw) < 2 || raw[0] != 's' {
+		return 0, false, ErrBadCursor
+	}
+	id, err := strconv.ParseInt(string(raw[1:]), 10, 64)
+	if err != nil {
+		return 0, false, ErrBadCursor
+	}
+	return id, true, nil
+}
+
+// page cuts rows fetched with limit+1 to limit and computes the next cursor.
+func page[T any](rows []T, limit int, key func(T) string) ([]T, string) {
+	if len(rows) <= limit {
+		return rows, ""
+	}
+	rows = rows[:limit]
+	return rows, key(rows[len(rows)-1])
+}

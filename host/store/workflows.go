@@ -1,0 +1,164 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Workflow values.
+const (
+	DirectionOneWay = "one_way"
+	DirectionTwoWay = "two_way"
+
+	ConflictSourceWins = "source_wins"
+	ConflictTargetWins = "target_wins"
+	ConflictNewestWins = "newest_wins"
+
+	DeletesIgnore    = "ignore"
+	DeletesPropagate = "propagate"
+	DeletesApprove   = "approve"
+
+	WorkflowActive = "active"
+	WorkflowPaused = "paused"
+)
+
+// Workflow is a flow of records of one object from a source connection to a
+// target connection.
+type Workflow struct {
+	ID                 string          `db:"id"`
+	AccountID          string          `db:"account_id"`
+	Name               string          `db:"name"`
+	SourceConnectionID string          `db:"source_connection_id"`
+	SourceObject       string          `db:"source_object"`
+	TargetConnectionID string          `db:"target_connection_id"`
+	TargetObject       string          `db:"target_object"`
+	Direction          string          `db:"direction"`
+	Mapping            json.RawMessage `db:"mapping"`
+	// Match and WriteBack are JSON objects, nil when not set.
+	Match           []byte     `db:"match"`
+	Conflict        string     `db:"conflict"`
+	Deletes         string     `db:"deletes"`
+	WriteBack       []byte     `db:"write_back"`
+	IntervalSeconds int        `db:"interval_seconds"`
+	Shared          bool       `db:"shared"`
+	Status          string     `db:"status"`
+	NextRunAt       *time.Time `db:"next_run_at"`
+	// Cursor is the source checkpoint, written only by the engine.
+	Cursor    []byte    `db:"cursor"`
+	CreatedBy string    `db:"created_by"`
+	CreatedAt time.Time `db:"created_at"`
+	UpdatedAt time.Time `db:"updated_at"`
+}
+
+const workflowColumns = `id, account_id, name, source_connection_id, source_object, target_connection_id, target_object,
+	direction, mapping, match, conflict, deletes, write_back, interval_seconds, shared, status, next_run_at, cursor,
+	created_by, created_at, updated_at`
+
+// CreateWorkflow inserts a workflow (w.ID is chosen when empty). ErrNotFound
+// if a connection is not the account's.
+func (s *Store) CreateWorkflow(ctx context.Context, w Workflow) (Workflow, error) {
+	if w.ID == "" {
+		w.ID = NewID(PrefixWorkflow)
+	}
+	var out Workflow
+	err := s.db.GetContext(ctx, &out, `INSERT INTO workflows (id, account_id, name, source_connection_id, source_object,
+			target_connection_id, target_object, direction, mapping, match, conflict, deletes, write_back,
+			interval_seconds, shared, status, next_run_at, created_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+		RETURNING `+workflowColumns,
+		w.ID, w.AccountID, w.Name, w.SourceConnectionID, w.SourceObject, w.TargetConnectionID, w.TargetObject,
+		w.Direction, []byte(w.Mapping), w.Match, w.Conflict, w.Deletes, w.WriteBack,
+		w.IntervalSeconds, w.Shared, w.Status, w.NextRunAt, w.CreatedBy)
+	if err != nil {
+		if code, _ := pgCode(err); code == pgForeignKeyViolation {
+			return Workflow{}, fmt.Errorf("store: create workflow: connection: %w", ErrNotFound)
+		}
+		return Workflow{}, fmt.Errorf("store: create workflow: %w", err)
+	}
+	return out, nil
+}
+
+// GetWorkflow returns a workflow of the account.
+func (s *Store) GetWorkflow(ctx context.Context, accountID, id string) (Workflow, error) {
+	var w Workflow
+	err := s.db.GetContext(ctx, &w, `SELECT `+workflowColumns+` FROM workflows WHERE account_id = $1 AND id = $2`, accountID, id)
+	if err != nil {
+		return Workflow{}, fmt.Errorf("store: get workflow: %w", notFound(err))
+	}
+	return w, nil
+}
+
+// ListWorkflows lists the account's workflows, newest first.
+func (s *Store) ListWorkflows(ctx context.Context, accountID string, opts ListOptions) ([]Workflow, string, error) {
+	after, err := decodeCursor(opts.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	var at, id any
+	if after != nil {
+		at, id = after.at, after.id
+	}
+	limit := opts.limit()
+	var ws []Workflow
+	err = s.db.SelectContext(ctx, &ws, `SELECT `+workflowColumns+` FROM workflows
+		WHERE account_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::text))
+		ORDER BY created_at DESC, id DESC LIMIT $4`, accountID, at, id, limit+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("store: list workflows: %w", err)
+	}
+	ws, next := page(ws, limit, func(w Workflow) string { return encodeCursor(w.CreatedAt, w.ID) })
+	return ws, next, nil
+}
+
+// UpdateWorkflow writes the user-editable settings of w (name, mapping,
+// match, conflict, deletes, write_back, interval, shared, next_run_at) if the
+// workflow has not changed since it was read (w.UpdatedAt): ErrConflict
+// otherwise. Connections, objects, direction, status and cursor are not
+// changed here.
+func (s *Store) UpdateWorkflow(ctx context.Context, w Workflow, now time.Time) (Workflow, error) {
+	var out Workflow
+	err := s.db.GetContext(ctx, &out, `UPDATE workflows SET
+			name = $4, mapping = $5, match = $6, conflict = $7, deletes = $8, write_back = $9,
+			interval_seconds = $10, shared = $11, next_run_at = $12, updated_at = $13
+		WHERE account_id = $1 AND id = $2 AND updated_at = $3 RETURNING `+workflowColumns,
+		w.AccountID, w.ID, w.UpdatedAt, w.Name, []byte(w.Mapping), w.Match, w.Conflict, w.Deletes, w.WriteBack,
+		w.IntervalSeconds, w.Shared, w.NextRunAt, now)
+	if err == nil {
+		return out, nil
+	}
+	if err := notFound(err); err != ErrNotFound {
+		return Workflow{}, fmt.Errorf("store: update workflow: %w", err)
+	}
+	if _, gerr := s.GetWorkflow(ctx, w.AccountID, w.ID); gerr != nil {
+		return Workflow{}, gerr
+	}
+	return Workflow{}, fmt.Errorf("store: update workflow: %w", ErrConflict)
+}
+
+// SetWorkflowStatus pauses or resumes a workflow of the account. nextRunAt
+// replaces next_run_at when not nil.
+func (s *Store) SetWorkflowStatus(ctx context.Context, accountID, id, status string, nextRunAt *time.Time, now time.Time) (Workflow, error) {
+	var w Workflow
+	err := s.db.GetContext(ctx, &w, `UPDATE workflows SET status = $3, next_run_at = COALESCE($4, next_run_at), updated_at = $5
+		WHERE account_id = $1 AND id = $2 RETURNING `+workflowColumns, accountID, id, status, nextRunAt, now)
+	if err != nil {
+		return Workflow{}, fmt.Errorf("store: set workflow status: %w", notFound(err))
+	}
+	return w, nil
+}
+
+// DeleteWorkflow deletes a workflow of the account and its runs.
+func (s *Store) DeleteWorkflow(ctx context.Context, accountID, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM workflows WHERE account_id = $1 AND id = $2`, accountID, id)
+	if err != nil {
+		return fmt.Errorf("store: delete workflow: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store: delete workflow: %w", err)
+	} else if n == 0 {
+		return fmt.Errorf("store: delete workflow: %w", ErrNotFound)
+	}
+	return nil
+}
