@@ -25,6 +25,12 @@ type App struct {
 // Lease is a connector handle pinned to one version for the life of a run.
 // Release must be called when the caller is done; the process behind a lease
 // is not stopped while the lease is held (hot upgrade waits for it).
+//
+// The process is shared by every lease on its version: with a Manager, Stop
+// through a lease does nothing, and calls after Release fail with
+// ErrLeaseReleased. If the process dies, calls fail with an error for which
+// sdk.IsTransportError is true; Release the lease and Acquire a new one (it
+// gets a restarted process).
 type Lease struct {
 	sdk.Connector
 	Name    string
