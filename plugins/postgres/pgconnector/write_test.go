@@ -1,0 +1,372 @@
+package pgconnector_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/synchron-io/synchron/sdk"
+)
+
+const peopleTable = `CREATE TABLE people (
+	id bigint PRIMARY KEY,
+	name text NOT NULL,
+	email text UNIQUE,
+	age integer CHECK (age >= 0),
+	tags text[],
+	meta jsonb,
+	doc json,
+	updated_at timestamptz
+)`
+
+func peopleConfig(t *testing.T, url string) json.RawMessage {
+	return config(t, map[string]any{"url": url, "table": "people", "primary_key": "id", "updated_at_column": "updated_at"})
+}
+
+// TestWriteActions checks created, updated and unchanged, that writing the
+// same batch twice changes nothing, and that updated_at is set on insert and
+// on a real change only.
+func TestWriteActions(t *testing.T) {
+	t.Parallel()
+	url, db := newDB(t, peopleTable)
+	c := newConn(t)
+	cfg := peopleConfig(t, url)
+	batch := func() []sdk.WriteRecord {
+		return []sdk.WriteRecord{
+			rec(`{"id": 1, "name": "Ann", "tags": ["a", "b"], "meta": {"k": [1, 2]}, "doc": {"b": 1,  "a": 2}}`),
+			rec(`{"id": 2, "name": "Bob", "age": 40}`),
+			rec(`{"id": "3", "name": "Cy", "email": null}`),
+		}
+	}
+	resp := write(t, c, cfg, "people", batch()...)
+	if got, want := summary(resp.Results), []string{"created 1", "created 2", "created 3"}; !slices.Equal(got, want) {
+		t.Fatalf("first write: %v, want %v", got, want)
+	}
+	stamps := func() map[string]time.Time {
+		out := map[string]time.Time{}
+		rows, err := db.Query(`SELECT id::text, updated_at FROM people`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			var u *time.Time
+			if err := rows.Scan(&id, &u); err != nil {
+				t.Fatal(err)
+			}
+			if u == nil {
+				t.Fatalf("row %s: updated_at not set", id)
+			}
+			out[id] = *u
+		}
+		return out
+	}
+	before := stamps()
+
+	resp = write(t, c, cfg, "people", batch()...)
+	if got, want := summary(resp.Results), []string{"unchanged 1", "unchanged 2", "unchanged 3"}; !slices.Equal(got, want) {
+		t.Fatalf("same batch again: %v, want %v", got, want)
+	}
+	b := batch()
+	b[1] = rec(`{"id": 2, "name": "Bob", "age": 41}`)
+	resp = write(t, c, cfg, "people", b...)
+	if got, want := summary(resp.Results), []string{"unchanged 1", "updated 2", "unchanged 3"}; !slices.Equal(got, want) {
+		t.Fatalf("one change: %v, want %v", got, want)
+	}
+	after := stamps()
+	if !after["1"].Equal(before["1"]) || !after["3"].Equal(before["3"]) {
+		t.Errorf("updated_at of unchanged rows moved: %v -> %v", before, after)
+	}
+	if !after["2"].After(before["2"]) {
+		t.Errorf("updated_at of the updated row did not move: %v -> %v", before["2"], after["2"])
+	}
+	// A record carrying updated_at sets it as given.
+	resp = write(t, c, cfg, "people", rec(`{"id": 1, "name": "Ann", "updated_at": "2020-02-02T00:00:00Z"}`))
+	if got := summary(resp.Results); !slices.Equal(got, []string{"updated 1"}) {
+		t.Fatalf("explicit updated_at: %v", got)
+	}
+	if u := stamps()["1"]; !u.Equal(time.Date(2020, 2, 2, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("explicit updated_at stored as %v", u)
+	}
+	rows := rowsAsJSON(t, db, "people", "id")
+	if !strings.Contains(rows[0], `"tags":["a","b"],"meta":{"k": [1, 2]},"doc":{"b": 1,  "a": 2}`) {
+		t.Errorf("row 1 = %s: arrays, jsonb and json not stored as given", rows[0])
+	}
+}
+
+// TestWriteRejectsOnlyBadRecords writes batches with one bad record each:
+// only that record is rejected, with PostgreSQL's (or the connector's)
+// message, and the others are written.
+func TestWriteRejectsOnlyBadRecords(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		bad  sdk.WriteRecord
+		want string // in the rejection message
+	}{
+		{"text into integer", rec(`{"id": 3, "name": "x", "age": "old"}`), `invalid input syntax for type integer: "old"`},
+		{"fraction into integer", rec(`{"id": 3, "name": "x", "age": 1.5}`), "invalid input syntax for type integer"},
+		{"not null", rec(`{"id": 3, "age": 5}`), `null value in column "name"`},
+		{"explicit null into not null", rec(`{"id": 3, "name": null}`), `null value in column "name"`},
+		{"check constraint", rec(`{"id": 3, "name": "x", "age": -1}`), `violates check constraint "people_age_check"`},
+		{"unique violation", rec(`{"id": 3, "name": "x", "email": "a@example.com"}`), "duplicate key value violates unique constraint"},
+		{"invalid json value", rec(`{"id": 3, "name": "x", "tags": "not an array"}`), "malformed array literal"},
+		{"unknown column", rec(`{"id": 3, "name": "x", "colour": "red", "size": 2}`), `unknown column "colour", "size"`},
+		{"key not an integer", rec(`{"id": "three", "name": "x"}`), `invalid key "three"`},
+		{"key null", rec(`{"id": null, "name": "x"}`), `key field "id": is null`},
+		{"key an object", rec(`{"id": {"v": 3}, "name": "x"}`), "not an object"},
+		{"no key", rec(`{"name": "x"}`), `no key: set the record's ID or its field "id"`},
+		{"id and field disagree", sdk.WriteRecord{ID: "4", Fields: json.RawMessage(`{"id": 3, "name": "x"}`)}, "disagree"},
+		{"fields not an object", rec(`["id", 3]`), "must be a JSON object"},
+		{"fields missing", sdk.WriteRecord{ID: "3"}, "must be a JSON object"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			url, db := newDB(t, peopleTable)
+			c := newConn(t)
+			cfg := peopleConfig(t, url)
+			batch := []sdk.WriteRecord{
+				rec(`{"id": 1, "name": "One", "email": "a@example.com"}`),
+				rec(`{"id": 2, "name": "Two"}`),
+				tt.bad,
+				rec(`{"id": 4, "name": "Four"}`),
+				rec(`{"id": 5, "name": "Five"}`),
+			}
+			resp := write(t, c, cfg, "people", batch...)
+			for i, r := range resp.Results {
+				if i == 2 {
+					if r.Status != sdk.WriteRejected || !strings.Contains(r.Message, tt.want) {
+						t.Errorf("bad record: %v %q, want rejected with a message containing %q", r.Status, r.Message, tt.want)
+					}
+					continue
+				}
+				if r.Status != sdk.WriteOK || r.Action != sdk.ActionCreated {
+					t.Errorf("record %d: %v %v %q, want created", i, r.Status, r.Action, r.Message)
+				}
+			}
+			var got []string
+			if err := db.Select(&got, `SELECT id::text AS k FROM people ORDER BY people.id`); err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{"1", "2", "4", "5"}; !slices.Equal(got, want) {
+				t.Errorf("rows %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestWriteManyBadRecords checks the bisection on a larger batch: every
+// tenth record is bad, the others are all written.
+func TestWriteManyBadRecords(t *testing.T) {
+	t.Parallel()
+	url, db := newDB(t, peopleTable)
+	c := newConn(t)
+	var batch []sdk.WriteRecord
+	for i := range 500 {
+		age := "1"
+		if i%10 == 7 {
+			age = `"bad"`
+		}
+		batch = append(batch, rec(`{"id": `+itoa(i)+`, "name": "n", "age": `+age+`}`))
+	}
+	resp := write(t, c, peopleConfig(t, url), "people", batch...)
+	for i, r := range resp.Results {
+		wantOK := i%10 != 7
+		if (r.Status == sdk.WriteOK) != wantOK || (wantOK && r.ID != itoa(i)) {
+			t.Fatalf("record %d: %v %v id %q %q", i, r.Status, r.Action, r.ID, r.Message)
+		}
+	}
+	var n int
+	if err := db.Get(&n, `SELECT count(*) FROM people`); err != nil || n != 450 {
+		t.Fatalf("%d rows (%v), want 450", n, err)
+	}
+}
+
+// TestWritePartialColumns checks that a record writes only the columns it
+// carries: the others keep their values (and records with different column
+// sets in one batch do not null each other's columns).
+func TestWritePartialColumns(t *testing.T) {
+	t.Parallel()
+	url, db := newDB(t, peopleTable)
+	c := newConn(t)
+	cfg := peopleConfig(t, url)
+	write(t, c, cfg, "people",
+		rec(`{"id": 1, "name": "Ann", "email": "ann@example.com", "age": 30}`),
+		rec(`{"id": 2, "name": "Bob", "email": "bob@example.com", "age": 40}`),
+	)
+	resp := write(t, c, cfg, "people",
+		rec(`{"id": 1, "age": 31}`),
+		rec(`{"id": 2, "email": "robert@example.com"}`),
+		sdk.WriteRecord{ID: "3", Fields: json.RawMessage(`{"name": "Cy"}`)},
+	)
+	if got, want := summary(resp.Results), []string{"updated 1", "updated 2", "created 3"}; !slices.Equal(got, want) {
+		t.Fatalf("partial writes: %v, want %v", got, want)
+	}
+	var got []string
+	if err := db.Select(&got, `SELECT concat_ws('|', id, name, email, age) FROM people ORDER BY id`); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"1|Ann|ann@example.com|31", "2|Bob|robert@example.com|40", "3|Cy"}; !slices.Equal(got, want) {
+		t.Fatalf("rows %q, want %q", got, want)
+	}
+}
+
+// TestWriteDeletesAndDuplicates checks deletes (by ID or key field, present
+// or absent) and several records of one key in a batch, which apply as if
+// written one after the other.
+func TestWriteDeletesAndDuplicates(t *testing.T) {
+	t.Parallel()
+	url, db := newDB(t, peopleTable)
+	c := newConn(t)
+	cfg := peopleConfig(t, url)
+	write(t, c, cfg, "people",
+		rec(`{"id": 1, "name": "One"}`), rec(`{"id": 2, "name": "Two"}`), rec(`{"id": 3, "name": "Three"}`), rec(`{"id": 4, "name": "Four"}`))
+
+	resp := write(t, c, cfg, "people",
+		sdk.WriteRecord{ID: "1", Delete: true},
+		sdk.WriteRecord{Fields: json.RawMessage(`{"id": 2}`), Delete: true},
+		sdk.WriteRecord{ID: "99", Delete: true},
+		// Key 3: two partial upserts merge, the later field winning.
+		rec(`{"id": 3, "name": "Trois", "age": 3}`),
+		rec(`{"id": 3, "email": "three@example.com", "age": 33}`),
+		// Key 4: upsert then delete: deleted.
+		rec(`{"id": 4, "name": "Vier"}`),
+		sdk.WriteRecord{ID: "4", Delete: true},
+		// Key 5: delete (absent) then upsert: created.
+		sdk.WriteRecord{ID: "5", Delete: true},
+		rec(`{"id": 5, "name": "Five"}`),
+		// Key 6: the same record twice.
+		rec(`{"id": 6, "name": "Six"}`),
+		rec(`{"id": "006", "name": "Six"}`),
+	)
+	want := []string{"deleted 1", "deleted 2", "unchanged 99", "updated 3", "updated 3", "deleted 4", "deleted 4", "unchanged 5", "created 5", "created 6", "created 6"}
+	if got := summary(resp.Results); !slices.Equal(got, want) {
+		t.Fatalf("results:%s\nwant:%s", joinLines(got), joinLines(want))
+	}
+	var got []string
+	if err := db.Select(&got, `SELECT concat_ws('|', id, name, email, age) FROM people ORDER BY id`); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"3|Trois|three@example.com|33", "5|Five", "6|Six"}; !slices.Equal(got, want) {
+		t.Fatalf("rows %q, want %q", got, want)
+	}
+}
+
+// TestWriteRetryable checks that an unreachable database makes every record
+// retryable, with a delay, and without the password in the messages.
+func TestWriteRetryable(t *testing.T) {
+	t.Parallel()
+	c := newConn(t)
+	cfg := config(t, map[string]any{"url": "postgres://postgres:" + secret + "@127.0.0.1:1/db?sslmode=disable", "table": "people", "primary_key": "id"})
+	resp := write(t, c, cfg, "people", rec(`{"id": 1, "name": "x"}`), sdk.WriteRecord{ID: "2", Delete: true})
+	for i, r := range resp.Results {
+		if r.Status != sdk.WriteRetryable || r.RetryAfter <= 0 || r.Message == "" || strings.Contains(r.Message, "Pa55") {
+			t.Errorf("result %d: %v after %v %q, want retryable with a delay and a redacted message", i, r.Status, r.RetryAfter, r.Message)
+		}
+	}
+}
+
+// TestWriteTableProblems checks that records are rejected with a
+// diagnostic when the config does not fit the table.
+func TestWriteTableProblems(t *testing.T) {
+	t.Parallel()
+	url, _ := newDB(t, peopleTable)
+	c := newConn(t)
+	for name, cfg := range map[string]json.RawMessage{
+		"missing table": config(t, map[string]any{"url": url, "table": "nobody", "primary_key": "id"}),
+		"key not unique": config(t, map[string]any{"url": url, "table": "people", "primary_key": "name"}),
+		"unknown key":    config(t, map[string]any{"url": url, "table": "people", "primary_key": "id", "x": 1}),
+	} {
+		table := "people"
+		if name == "missing table" {
+			table = "nobody"
+		}
+		resp := write(t, c, cfg, table, rec(`{"id": 1, "name": "x"}`))
+		if !resp.Diagnostics.HasError() || resp.Results[0].Status != sdk.WriteRejected {
+			t.Errorf("%s: %+v, want a rejected record and an error diagnostic", name, resp)
+		}
+	}
+	resp := write(t, c, peopleConfig(t, url), "other", rec(`{"id": 1, "name": "x"}`))
+	if resp.Results[0].Status != sdk.WriteRejected || !strings.Contains(resp.Results[0].Message, `unknown object "other"`) {
+		t.Errorf("unknown object: %+v", resp.Results[0])
+	}
+}
+
+// TestWriteNamesAndTypes writes to a table whose names need quoting, with a
+// uuid key given by ID in upper case, identity and generated columns, and
+// reads the rows back.
+func TestWriteNamesAndTypes(t *testing.T) {
+	t.Parallel()
+	url, db := newDB(t,
+		`CREATE SCHEMA "Sales.EU"`,
+		`CREATE TABLE "Sales.EU"."Order ""Lines""" (
+			"Line Id" uuid PRIMARY KEY,
+			"select" text,
+			qty integer NOT NULL DEFAULT 1,
+			price numeric(10,2),
+			seq bigint GENERATED ALWAYS AS IDENTITY,
+			total numeric GENERATED ALWAYS AS (qty * price) STORED,
+			"Changed" timestamp
+		)`,
+	)
+	c := newConn(t)
+	table := `"Sales.EU"."Order ""Lines"""`
+	cfg := config(t, map[string]any{"url": url, "table": table, "primary_key": "Line Id", "updated_at_column": "Changed"})
+	if resp, err := c.Check(context.Background(), sdk.CheckRequest{Config: cfg}); err != nil || resp.Diagnostics.HasError() {
+		t.Fatalf("Check: %+v %v", resp, err)
+	}
+	const id = "0E3C1D52-8B6F-4A55-9F7A-3E1A2B4C5D6E"
+	resp := write(t, c, cfg, table,
+		sdk.WriteRecord{ID: id, Fields: json.RawMessage(`{"select": "a", "price": 2.5, "qty": 4}`)},
+		rec(`{"Line Id": "{11111111-2222-3333-4444-555555555555}", "price": "1.10", "seq": 77, "total": 1000}`),
+	)
+	want := []string{"created " + strings.ToLower(id), "created 11111111-2222-3333-4444-555555555555"}
+	if got := summary(resp.Results); !slices.Equal(got, want) {
+		t.Fatalf("results %v, want %v", got, want)
+	}
+	// Again: the generated column is ignored, 1.1 is 1.10 in a numeric(10,2)
+	// and 2.50 is 2.5, so nothing changes; then a real change.
+	resp = write(t, c, cfg, table,
+		sdk.WriteRecord{ID: id, Fields: json.RawMessage(`{"select": "a", "price": 2.50, "qty": 4, "total": 5}`)},
+		rec(`{"Line Id": "11111111-2222-3333-4444-555555555555", "price": 1.1}`),
+	)
+	want = []string{"unchanged " + strings.ToLower(id), "unchanged 11111111-2222-3333-4444-555555555555"}
+	if got := summary(resp.Results); !slices.Equal(got, want) {
+		t.Fatalf("second write: results %v, want %v", got, want)
+	}
+	resp = write(t, c, cfg, table, sdk.WriteRecord{ID: strings.ToLower(id), Fields: json.RawMessage(`{"select": "b"}`)})
+	if got := summary(resp.Results); !slices.Equal(got, []string{"updated " + strings.ToLower(id)}) {
+		t.Fatalf("third write: results %v", got)
+	}
+	res := readOK(t, c, cfg, table, nil, 1)
+	if len(res.records) != 2 {
+		t.Fatalf("read %d records", len(res.records))
+	}
+	// Read in (Changed, key) order: the row updated last comes last.
+	if res.records[1].ID != strings.ToLower(id) {
+		t.Fatalf("read ids %v, want %s last", ids(res.records), strings.ToLower(id))
+	}
+	var row map[string]any
+	if err := json.Unmarshal(res.records[1].Fields, &row); err != nil {
+		t.Fatal(err)
+	}
+	if row["select"] != "b" || row["total"] != 10.0 || row["qty"] != 4.0 {
+		t.Fatalf("row read back: %s", res.records[1].Fields)
+	}
+	var seq []int
+	if err := db.Select(&seq, `SELECT seq FROM "Sales.EU"."Order ""Lines""" ORDER BY seq`); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(seq, 77) {
+		t.Fatalf("identity ALWAYS column: %v, want the written 77 kept on insert", seq)
+	}
+}
+
+func itoa(i int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + jsonInt(i)) }
+
+func jsonInt(i int) string { b, _ := json.Marshal(i); return string(b) }
