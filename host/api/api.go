@@ -1,0 +1,241 @@
+// Package api owns Synchron's public HTTP API (the v1 JSON routes of
+// shared/API.md, the operator routes under /admin, health and metrics): Gin
+// routing, authentication, validation of requests, and the JSON shapes of
+// answers. It holds no state of its own; everything lives in the store.
+package api
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+
+	"github.com/synchron-io/synchron/host/auth"
+	"github.com/synchron-io/synchron/host/connectors"
+	"github.com/synchron-io/synchron/host/secrets"
+	"github.com/synchron-io/synchron/host/store"
+)
+
+// Runner queues runs of workflows. The engine implements it.
+type Runner interface {
+	// Enqueue queues a run of a workflow of the account and returns its id;
+	// when the workflow already has a queued or running run, it returns that
+	// run's id instead. trigger is one of store.Trigger*.
+	Enqueue(ctx context.Context, accountID, workflowID, trigger string) (runID string, err error)
+}
+
+// MetricsRegistry is where the API registers its metrics and what /metrics
+// serves: a *prometheus.Registry made by main (never the global default).
+type MetricsRegistry interface {
+	prometheus.Registerer
+	prometheus.Gatherer
+}
+
+// Deps is what the API needs. Store, Registry and Secrets are required.
+type Deps struct {
+	Store    *store.Store
+	Registry connectors.Registry
+	// Runner queues manual runs; nil answers 503 on POST /v1/workflows/{id}/run.
+	Runner Runner
+	// Secrets seals connection configs and replayed idempotent answers.
+	Secrets *secrets.Box
+	// AdminToken guards /admin; empty disables those routes (404).
+	AdminToken string
+	// Logger receives one line per request and every internal error; nil
+	// discards. Request bodies, tokens and configs are never logged.
+	Logger *slog.Logger
+	// Metrics gets the HTTP metrics and is served on /metrics; nil uses a
+	// private registry.
+	Metrics MetricsRegistry
+	// PasswordCost is the bcrypt cost (0: auth.DefaultCost; tests use
+	// bcrypt.MinCost).
+	PasswordCost int
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+	// GinMode, when set, is passed to gin.SetMode (gin keeps it globally).
+	GinMode string
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed when
+	// finding a client's IP (for the login rate limit); nil trusts none.
+	TrustedProxies []string
+	// SessionTTL is the life of a session token (0: 30 days).
+	SessionTTL time.Duration
+	// LoginLimitPerEmail and LoginLimitPerIP bound failed logins (zero
+	// values: 10 per email and 50 per IP in 15 minutes).
+	LoginLimitPerEmail store.LoginLimit
+	LoginLimitPerIP    store.LoginLimit
+}
+
+// Defaults of Deps.
+const (
+	DefaultSessionTTL = 30 * 24 * time.Hour
+	// MaxBodyBytes bounds a request body.
+	MaxBodyBytes = 1 << 20
+	// idempotencyTTL is how long an Idempotency-Key answers the same result.
+	idempotencyTTL = 24 * time.Hour
+	// connectorTimeout bounds one call to a connector made while answering a
+	// request (Check, Discover).
+	connectorTimeout = 30 * time.Second
+)
+
+func defaultLoginLimits() (perEmail, perIP store.LoginLimit) {
+	return store.LoginLimit{Max: 10, Window: 15 * time.Minute}, store.LoginLimit{Max: 50, Window: 15 * time.Minute}
+}
+
+// server is the state of one API handler: its dependencies and caches.
+type server struct {
+	store          *store.Store
+	registry       connectors.Registry
+	runner         Runner
+	box            *secrets.Box
+	adminToken     string
+	log            *slog.Logger
+	metrics        *httpMetrics
+	metricsHandler http.Handler
+	openAPIDoc     []byte
+	hasher         *auth.Hasher
+	now            func() time.Time
+	sessionTTL     time.Duration
+	perEmail       store.LoginLimit
+	perIP          store.LoginLimit
+	printer        *message.Printer
+	// schemas caches compiled connector config schemas by "app@version".
+	schemas sync.Map
+}
+
+// New builds the API handler. It panics when a required dependency is
+// missing or invalid: that is a wiring mistake of main, caught at start.
+func New(deps Deps) http.Handler {
+	return newEngine(deps)
+}
+
+func newEngine(deps Deps) *gin.Engine {
+	if deps.Store == nil || deps.Registry == nil || deps.Secrets == nil {
+		panic("api: Deps.Store, Deps.Registry and Deps.Secrets are required")
+	}
+	hasher, err := auth.NewHasher(deps.PasswordCost)
+	if err != nil {
+		panic("api: " + err.Error())
+	}
+	s := &server{
+		store:      deps.Store,
+		registry:   deps.Registry,
+		runner:     deps.Runner,
+		box:        deps.Secrets,
+		adminToken: deps.AdminToken,
+		log:        deps.Logger,
+		hasher:     hasher,
+		sessionTTL: deps.SessionTTL,
+		perEmail:   deps.LoginLimitPerEmail,
+		perIP:      deps.LoginLimitPerIP,
+		printer:    message.NewPrinter(language.English),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	clock := deps.Now
+	if clock == nil {
+		clock = time.Now
+	}
+	// PostgreSQL keeps microseconds: times the API computes are cut to the
+	// same precision, so what it stores is what it computed.
+	s.now = func() time.Time { return clock().UTC().Truncate(time.Microsecond) }
+	if s.sessionTTL <= 0 {
+		s.sessionTTL = DefaultSessionTTL
+	}
+	de, di := defaultLoginLimits()
+	if s.perEmail.Max <= 0 {
+		s.perEmail = de
+	}
+	if s.perIP.Max <= 0 {
+		s.perIP = di
+	}
+	reg := deps.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s.metrics = newHTTPMetrics(reg)
+	s.metricsHandler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	doc, err := openAPIDocument()
+	if err != nil {
+		panic("api: " + err.Error())
+	}
+	s.openAPIDoc = doc
+
+	if deps.GinMode != "" {
+		gin.SetMode(deps.GinMode)
+	}
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	if err := e.SetTrustedProxies(deps.TrustedProxies); err != nil {
+		panic("api: trusted proxies: " + err.Error())
+	}
+	e.Use(s.observe, s.recover, s.limitBody)
+	e.NoRoute(func(c *gin.Context) {
+		writeError(c, errorf(http.StatusNotFound, "not_found", "no route %s %s: see GET /v1/openapi.json", c.Request.Method, c.Request.URL.Path))
+	})
+	e.NoMethod(func(c *gin.Context) {
+		writeError(c, errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s; allowed: %s",
+			c.Request.Method, c.Request.URL.Path, c.Writer.Header().Get("Allow")))
+	})
+	s.routes(e)
+	return e
+}
+
+// routes registers every route. The OpenAPI document (openapi.go) lists the
+// same routes; a test keeps the two in step.
+func (s *server) routes(e *gin.Engine) {
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", s.serveMetrics)
+
+	v1 := e.Group("/v1")
+	v1.GET("/openapi.json", s.openAPI)
+	v1.POST("/signup", s.h(s.signup))
+	v1.POST("/login", s.h(s.login))
+
+	u := v1.Group("", s.authenticate)
+	idem := s.idempotent
+	u.POST("/logout", s.h(s.logout))
+	u.GET("/me", s.h(s.me))
+
+	u.GET("/tokens", s.h(s.listTokens))
+	u.POST("/tokens", idem, s.h(s.createToken))
+	u.DELETE("/tokens/:id", s.h(s.deleteToken))
+
+	u.GET("/apps", s.h(s.listApps))
+	u.GET("/apps/:app", s.h(s.getApp))
+	u.GET("/apps/:app/docs", s.h(s.getAppDocs))
+
+	u.GET("/connections", s.h(s.listConnections))
+	u.POST("/connections", idem, s.h(s.createConnection))
+	u.GET("/connections/:id", s.h(s.getConnection))
+	u.PATCH("/connections/:id", s.h(s.updateConnection))
+	u.DELETE("/connections/:id", s.h(s.deleteConnection))
+	u.POST("/connections/:id/check", s.h(s.checkConnection))
+
+	u.GET("/workflows", s.h(s.listWorkflows))
+	u.POST("/workflows", idem, s.h(s.createWorkflow))
+	u.GET("/workflows/:id", s.h(s.getWorkflow))
+	u.PATCH("/workflows/:id", s.h(s.updateWorkflow))
+	u.DELETE("/workflows/:id", s.h(s.deleteWorkflow))
+	u.POST("/workflows/:id/pause", s.h(s.pauseWorkflow))
+	u.POST("/workflows/:id/resume", s.h(s.resumeWorkflow))
+	u.POST("/workflows/:id/run", idem, s.h(s.runWorkflow))
+	u.GET("/workflows/:id/runs", s.h(s.listRuns))
+
+	u.GET("/runs/:id", s.h(s.getRun))
+	u.GET("/runs/:id/records", s.h(s.listRunRecords))
+
+	admin := e.Group("/admin", s.requireAdmin)
+	admin.GET("/connectors", s.h(s.adminConnectors))
+}

@@ -1,0 +1,298 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/synchron-io/synchron/host/api"
+	"github.com/synchron-io/synchron/host/secrets"
+	"github.com/synchron-io/synchron/host/store"
+	"github.com/synchron-io/synchron/sdk/testdb"
+)
+
+const adminToken = "admin-secret-for-tests"
+
+type testBundle struct {
+	t        *testing.T
+	ctx      context.Context
+	handler  http.Handler
+	store    *store.Store
+	db       *sqlx.DB
+	registry *testRegistry
+	runner   *testRunner
+	clock    *testClock
+	logs     *syncBuffer
+	metrics  *prometheus.Registry
+}
+
+type setupOptions struct {
+	noRunner   bool
+	adminToken string
+}
+
+type setupOption func(*setupOptions)
+
+func withoutRunner() setupOption { return func(o *setupOptions) { o.noRunner = true } }
+
+func withAdminToken(tok string) setupOption { return func(o *setupOptions) { o.adminToken = tok } }
+
+func setup(t *testing.T, opts ...setupOption) *testBundle {
+	t.Helper()
+	var o setupOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	s, err := store.Open(ctx, testdb.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key := make([]byte, secrets.KeySize)
+	_, _ = rand.Read(key)
+	box, err := secrets.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &testBundle{
+		t: t, ctx: ctx, store: s, db: s.DB(),
+		registry: newTestRegistry(t, newSample(), &memConnector{}),
+		clock:    &testClock{now: time.Now().UTC()},
+		logs:     &syncBuffer{},
+		metrics:  prometheus.NewRegistry(),
+	}
+	b.runner = &testRunner{db: s.DB()}
+	deps := api.Deps{
+		Store: s, Registry: b.registry, Runner: b.runner, Secrets: box, AdminToken: o.adminToken,
+		Logger:  slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Metrics: b.metrics, PasswordCost: bcrypt.MinCost, Now: b.clock.Now, GinMode: "test",
+	}
+	if o.noRunner {
+		deps.Runner = nil
+	}
+	b.handler = api.New(deps)
+	return b
+}
+
+// testClock is a clock tests move by hand.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// testRunner queues runs the way the engine does: one active run per
+// workflow, answering the active one when there is one.
+type testRunner struct {
+	db    *sqlx.DB
+	mu    sync.Mutex
+	calls []enqueueCall
+}
+
+type enqueueCall struct{ AccountID, WorkflowID, Trigger string }
+
+func (r *testRunner) Enqueue(ctx context.Context, accountID, workflowID, trigger string) (string, error) {
+	r.mu.Lock()
+	r.calls = append(r.calls, enqueueCall{accountID, workflowID, trigger})
+	r.mu.Unlock()
+	var id string
+	err := r.db.GetContext(ctx, &id, `INSERT INTO runs (id, account_id, workflow_id, status, trigger)
+		SELECT $1, $2, $3, 'queued', $4 FROM workflows WHERE account_id = $2 AND id = $3
+		ON CONFLICT (workflow_id) WHERE status IN ('queued', 'running') DO NOTHING RETURNING id`,
+		store.NewID(store.PrefixRun), accountID, workflowID, trigger)
+	if err == nil {
+		return id, nil
+	}
+	err = r.db.GetContext(ctx, &id, `SELECT id FROM runs WHERE account_id = $1 AND workflow_id = $2 AND status IN ('queued', 'running')`,
+		accountID, workflowID)
+	if err != nil {
+		return "", store.ErrNotFound
+	}
+	return id, nil
+}
+
+func (r *testRunner) Calls() []enqueueCall {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]enqueueCall(nil), r.calls...)
+}
+
+// response is an answer of the API.
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (r response) JSON(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("answer is not a JSON object: %v: %s", err, r.Body)
+	}
+	return m
+}
+
+// errorCode checks the error format and returns the code and message.
+func (r response) errorCode(t *testing.T) (string, string) {
+	t.Helper()
+	var e struct {
+		Error *struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(r.Body, &e); err != nil || e.Error == nil || e.Error.Code == "" || e.Error.Message == "" {
+		t.Fatalf("answer %d is not in the error format: %s", r.Status, r.Body)
+	}
+	return e.Error.Code, e.Error.Message
+}
+
+type req struct {
+	method, path, token string
+	body                any // string, []byte or a value marshalled as JSON
+	header              map[string]string
+	remoteAddr          string
+}
+
+func (b *testBundle) do(r req) response {
+	b.t.Helper()
+	var body io.Reader
+	switch v := r.body.(type) {
+	case nil:
+	case string:
+		body = strings.NewReader(v)
+	case []byte:
+		body = bytes.NewReader(v)
+	default:
+		raw, err := json.Marshal(v)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		body = bytes.NewReader(raw)
+	}
+	hr := httptest.NewRequest(r.method, r.path, body).WithContext(b.ctx)
+	if r.body != nil {
+		hr.Header.Set("Content-Type", "application/json")
+	}
+	if r.token != "" {
+		hr.Header.Set("Authorization", "Bearer "+r.token)
+	}
+	for k, v := range r.header {
+		hr.Header.Set(k, v)
+	}
+	if r.remoteAddr != "" {
+		hr.RemoteAddr = r.remoteAddr
+	}
+	w := httptest.NewRecorder()
+	b.handler.ServeHTTP(w, hr)
+	return response{Status: w.Code, Header: w.Header(), Body: w.Body.Bytes()}
+}
+
+// must does a request and fails the test unless it answers want.
+func (b *testBundle) must(want int, r req) map[string]any {
+	b.t.Helper()
+	resp := b.do(r)
+	if resp.Status != want {
+		b.t.Fatalf("%s %s = %d, want %d: %s", r.method, r.path, resp.Status, want, resp.Body)
+	}
+	if len(resp.Body) == 0 {
+		return nil
+	}
+	return resp.JSON(b.t)
+}
+
+// user is a signed-up user.
+type user struct {
+	token, accountID, userID, email, password string
+}
+
+func (b *testBundle) signup(email string) user {
+	b.t.Helper()
+	password := "correct horse " + email
+	m := b.must(http.StatusCreated, req{method: "POST", path: "/v1/signup", body: map[string]string{"email": email, "password": password, "name": "Ann Example"}})
+	return user{
+		token: m["token"].(string), accountID: m["account"].(map[string]any)["id"].(string),
+		userID: m["user"].(map[string]any)["id"].(string), email: email, password: password,
+	}
+}
+
+const memKey = "mem-secret-key-0123456789"
+
+// connections creates a sample (source) and a memdb (target) connection.
+func (b *testBundle) connections(u user) (sampleID, memID string) {
+	b.t.Helper()
+	s := b.must(http.StatusCreated, req{method: "POST", path: "/v1/connections", token: u.token,
+		body: map[string]any{"app": "sample", "name": "Demo data", "config": map[string]any{"count": 25}}})
+	m := b.must(http.StatusCreated, req{method: "POST", path: "/v1/connections", token: u.token,
+		body: map[string]any{"app": "memdb", "name": "Memory", "config": map[string]any{"api_key": memKey}}})
+	return s["id"].(string), m["id"].(string)
+}
+
+func workflowBody(src, dst string) map[string]any {
+	return map[string]any{
+		"name":   "Contacts to people",
+		"source": map[string]string{"connection_id": src, "object": "contacts"},
+		"target": map[string]string{"connection_id": dst, "object": "people"},
+		"mapping": []map[string]any{
+			{"source": "email", "target": "email", "transform": "trim,lower"},
+			{"source": "first_name", "target": "first_name"},
+			{"target": "last_name", "value": "Imported"},
+		},
+		"match":            map[string]string{"source": "email", "target": "email"},
+		"interval_seconds": 900,
+	}
+}
+
+func (b *testBundle) workflow(u user) (wfID, src, dst string) {
+	b.t.Helper()
+	src, dst = b.connections(u)
+	m := b.must(http.StatusCreated, req{method: "POST", path: "/v1/workflows", token: u.token, body: workflowBody(src, dst)})
+	return m["id"].(string), src, dst
+}
