@@ -6,13 +6,12 @@ package api
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/text/language"
@@ -51,7 +50,7 @@ type Deps struct {
 	AdminToken string
 	// Logger receives one line per request and every internal error; nil
 	// discards. Request bodies, tokens and configs are never logged.
-	Logger *slog.Logger
+	Logger hclog.Logger
 	// Metrics gets the HTTP metrics and is served on /metrics; nil uses a
 	// private registry.
 	Metrics MetricsRegistry
@@ -60,7 +59,8 @@ type Deps struct {
 	PasswordCost int
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
-	// GinMode, when set, is passed to gin.SetMode (gin keeps it globally).
+	// GinMode is passed to gin.SetMode, which gin keeps globally ("":
+	// release, so that gin prints nothing on stdout).
 	GinMode string
 	// TrustedProxies are the proxies whose X-Forwarded-For is believed when
 	// finding a client's IP (for the login rate limit); nil trusts none.
@@ -96,7 +96,7 @@ type server struct {
 	runner         Runner
 	box            *secrets.Box
 	adminToken     string
-	log            *slog.Logger
+	log            hclog.Logger
 	metrics        *httpMetrics
 	metricsHandler http.Handler
 	openAPIDoc     []byte
@@ -138,7 +138,7 @@ func newEngine(deps Deps) *gin.Engine {
 		printer:    message.NewPrinter(language.English),
 	}
 	if s.log == nil {
-		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		s.log = hclog.NewNullLogger()
 	}
 	clock := deps.Now
 	if clock == nil {
@@ -169,9 +169,11 @@ func newEngine(deps Deps) *gin.Engine {
 	}
 	s.openAPIDoc = doc
 
-	if deps.GinMode != "" {
-		gin.SetMode(deps.GinMode)
+	mode := deps.GinMode
+	if mode == "" {
+		mode = gin.ReleaseMode
 	}
+	gin.SetMode(mode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.RedirectTrailingSlash = false

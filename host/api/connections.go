@@ -55,7 +55,7 @@ func (s *server) check(ctx context.Context, conn store.Connection) (store.Connec
 		return conn, nil, appGone(conn.App)
 	}
 	if err != nil {
-		s.log.WarnContext(ctx, "acquire connector", "app", conn.App, "error", err)
+		s.log.Warn("acquire connector", "app", conn.App, "error", err)
 		return conn, nil, connectorUnavailable(conn.App)
 	}
 	defer lease.Release()
@@ -63,7 +63,7 @@ func (s *server) check(ctx context.Context, conn store.Connection) (store.Connec
 	defer cancel()
 	resp, err := lease.Check(cctx, sdk.CheckRequest{Config: config})
 	if err != nil {
-		s.log.WarnContext(ctx, "connector check", "app", conn.App, "version", lease.Version, "error", err)
+		s.log.Warn("connector check", "app", conn.App, "version", lease.Version, "error", err)
 		return conn, nil, connectorUnavailable(conn.App)
 	}
 	result := store.ConnectionCheck{CheckedConfigEnc: conn.ConfigEnc, Status: store.ConnectionOK, At: s.now()}
@@ -96,7 +96,7 @@ func (s *server) checkQuietly(ctx context.Context, conn store.Connection) store.
 	if err != nil {
 		var ae *apiError
 		if !errors.As(err, &ae) {
-			s.log.ErrorContext(ctx, "check connection", "connection", conn.ID, "error", err)
+			s.log.Error("check connection", "connection", conn.ID, "error", err)
 		}
 		return conn
 	}

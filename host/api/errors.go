@@ -65,7 +65,7 @@ func (s *server) h(fn func(c *gin.Context) error) gin.HandlerFunc {
 			writeError(c, ae)
 			return
 		}
-		s.log.ErrorContext(c.Request.Context(), "request failed",
+		s.log.Error("request failed",
 			"method", c.Request.Method, "route", c.FullPath(), "request_id", requestID(c), "error", err)
 		writeError(c, internalError(c))
 	}

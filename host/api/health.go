@@ -22,12 +22,12 @@ func (s *server) readyz(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), readyTimeout)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
-		s.log.WarnContext(ctx, "not ready: database", "error", err)
+		s.log.Warn("not ready: database", "error", err)
 		writeError(c, errorf(http.StatusServiceUnavailable, "not_ready", "database is not reachable"))
 		return
 	}
 	if _, err := s.registry.Apps(ctx); err != nil {
-		s.log.WarnContext(ctx, "not ready: connectors", "error", err)
+		s.log.Warn("not ready: connectors", "error", err)
 		writeError(c, errorf(http.StatusServiceUnavailable, "not_ready", "connector registry is not reachable"))
 		return
 	}

@@ -93,7 +93,7 @@ func (s *server) observe(c *gin.Context) {
 	elapsed := time.Since(start)
 	s.metrics.requests.WithLabelValues(c.Request.Method, route, strconv.Itoa(status)).Inc()
 	s.metrics.latency.WithLabelValues(c.Request.Method, route).Observe(elapsed.Seconds())
-	s.log.InfoContext(c.Request.Context(), "request", "method", c.Request.Method, "route", route,
+	s.log.Info("request", "method", c.Request.Method, "route", route,
 		"status", status, "duration_ms", elapsed.Milliseconds(), "request_id", id)
 }
 
@@ -107,7 +107,7 @@ func (s *server) recover(c *gin.Context) {
 		if v == http.ErrAbortHandler {
 			panic(v)
 		}
-		s.log.ErrorContext(c.Request.Context(), "panic", "method", c.Request.Method, "route", c.FullPath(),
+		s.log.Error("panic", "method", c.Request.Method, "route", c.FullPath(),
 			"request_id", requestID(c), "panic", v)
 		if c.Writer.Written() {
 			c.Abort()
@@ -146,7 +146,7 @@ func (s *server) authenticate(c *gin.Context) {
 		return
 	}
 	if err != nil {
-		s.log.ErrorContext(c.Request.Context(), "authenticate", "request_id", requestID(c), "error", err)
+		s.log.Error("authenticate", "request_id", requestID(c), "error", err)
 		writeError(c, internalError(c))
 		return
 	}
@@ -229,7 +229,7 @@ func (s *server) idempotent(c *gin.Context) {
 		writeError(c, errorf(http.StatusConflict, "idempotency_key_in_use", "a request with this Idempotency-Key is in progress: retry later"))
 		return
 	case err != nil:
-		s.log.ErrorContext(ctx, "idempotency key", "request_id", requestID(c), "error", err)
+		s.log.Error("idempotency key", "request_id", requestID(c), "error", err)
 		writeError(c, internalError(c))
 		return
 	}
@@ -242,7 +242,7 @@ func (s *server) idempotent(c *gin.Context) {
 		default:
 			plain, err := s.box.Open(prev.Body, aad)
 			if err != nil {
-				s.log.ErrorContext(ctx, "idempotency replay", "request_id", requestID(c), "error", err)
+				s.log.Error("idempotency replay", "request_id", requestID(c), "error", err)
 				writeError(c, internalError(c))
 				return
 			}
@@ -259,7 +259,7 @@ func (s *server) idempotent(c *gin.Context) {
 	defer func() {
 		if !done {
 			if err := s.store.ReleaseIdempotencyKey(bg, accountID, key); err != nil {
-				s.log.ErrorContext(bg, "release idempotency key", "request_id", requestID(c), "error", err)
+				s.log.Error("release idempotency key", "request_id", requestID(c), "error", err)
 			}
 		}
 	}()
@@ -276,7 +276,7 @@ func (s *server) idempotent(c *gin.Context) {
 		err = s.store.CompleteIdempotencyKey(bg, accountID, key, status, sealed)
 	}
 	if err != nil {
-		s.log.ErrorContext(bg, "complete idempotency key", "request_id", requestID(c), "error", err)
+		s.log.Error("complete idempotency key", "request_id", requestID(c), "error", err)
 		return
 	}
 	done = true

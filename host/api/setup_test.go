@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
@@ -82,7 +82,7 @@ func setup(t *testing.T, opts ...setupOption) *testBundle {
 	b.runner = &testRunner{db: s.DB()}
 	deps := api.Deps{
 		Store: s, Registry: b.registry, Runner: b.runner, Secrets: box, AdminToken: o.adminToken,
-		Logger:  slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:  hclog.New(&hclog.LoggerOptions{Output: b.logs, Level: hclog.Trace, JSONFormat: true}),
 		Metrics: b.metrics, PasswordCost: bcrypt.MinCost, Now: b.clock.Now, GinMode: "test",
 	}
 	if o.noRunner {

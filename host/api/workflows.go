@@ -82,7 +82,7 @@ func (s *server) objects(ctx context.Context, role string, conn store.Connection
 		return nil, appGone(conn.App)
 	}
 	if err != nil {
-		s.log.WarnContext(ctx, "acquire connector", "app", conn.App, "error", err)
+		s.log.Warn("acquire connector", "app", conn.App, "error", err)
 		return nil, connectorUnavailable(conn.App)
 	}
 	defer lease.Release()
@@ -90,7 +90,7 @@ func (s *server) objects(ctx context.Context, role string, conn store.Connection
 	defer cancel()
 	resp, err := lease.Discover(cctx, sdk.DiscoverRequest{Config: config})
 	if err != nil {
-		s.log.WarnContext(ctx, "connector discover", "app", conn.App, "version", lease.Version, "error", err)
+		s.log.Warn("connector discover", "app", conn.App, "version", lease.Version, "error", err)
 		return nil, connectorUnavailable(conn.App)
 	}
 	if resp.Diagnostics.HasError() {

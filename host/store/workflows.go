@@ -46,7 +46,9 @@ type Workflow struct {
 	Status          string     `db:"status"`
 	NextRunAt       *time.Time `db:"next_run_at"`
 	// Cursor is the source checkpoint, written only by the engine.
-	Cursor    []byte    `db:"cursor"`
+	Cursor []byte `db:"cursor"`
+	// Version counts the changes of the settings (not of the cursor).
+	Version   int       `db:"version"`
 	CreatedBy string    `db:"created_by"`
 	CreatedAt time.Time `db:"created_at"`
 	UpdatedAt time.Time `db:"updated_at"`
@@ -54,7 +56,7 @@ type Workflow struct {
 
 const workflowColumns = `id, account_id, name, source_connection_id, source_object, target_connection_id, target_object,
 	direction, mapping, match, conflict, deletes, write_back, interval_seconds, shared, status, next_run_at, cursor,
-	created_by, created_at, updated_at`
+	version, created_by, created_at, updated_at`
 
 // CreateWorkflow inserts a workflow (w.ID is chosen when empty). ErrNotFound
 // if a connection is not the account's.
@@ -113,17 +115,17 @@ func (s *Store) ListWorkflows(ctx context.Context, accountID string, opts ListOp
 }
 
 // UpdateWorkflow writes the user-editable settings of w (name, mapping,
-// match, conflict, deletes, write_back, interval, shared, next_run_at) if the
-// workflow has not changed since it was read (w.UpdatedAt): ErrConflict
+// match, conflict, deletes, write_back, interval, shared, next_run_at) if
+// its settings have not changed since it was read (w.Version): ErrConflict
 // otherwise. Connections, objects, direction, status and cursor are not
 // changed here.
 func (s *Store) UpdateWorkflow(ctx context.Context, w Workflow, now time.Time) (Workflow, error) {
 	var out Workflow
 	err := s.db.GetContext(ctx, &out, `UPDATE workflows SET
 			name = $4, mapping = $5, match = $6, conflict = $7, deletes = $8, write_back = $9,
-			interval_seconds = $10, shared = $11, next_run_at = $12, updated_at = $13
-		WHERE account_id = $1 AND id = $2 AND updated_at = $3 RETURNING `+workflowColumns,
-		w.AccountID, w.ID, w.UpdatedAt, w.Name, []byte(w.Mapping), w.Match, w.Conflict, w.Deletes, w.WriteBack,
+			interval_seconds = $10, shared = $11, next_run_at = $12, updated_at = $13, version = version + 1
+		WHERE account_id = $1 AND id = $2 AND version = $3 RETURNING `+workflowColumns,
+		w.AccountID, w.ID, w.Version, w.Name, []byte(w.Mapping), w.Match, w.Conflict, w.Deletes, w.WriteBack,
 		w.IntervalSeconds, w.Shared, w.NextRunAt, now)
 	if err == nil {
 		return out, nil
@@ -141,7 +143,8 @@ func (s *Store) UpdateWorkflow(ctx context.Context, w Workflow, now time.Time) (
 // replaces next_run_at when not nil.
 func (s *Store) SetWorkflowStatus(ctx context.Context, accountID, id, status string, nextRunAt *time.Time, now time.Time) (Workflow, error) {
 	var w Workflow
-	err := s.db.GetContext(ctx, &w, `UPDATE workflows SET status = $3, next_run_at = COALESCE($4, next_run_at), updated_at = $5
+	err := s.db.GetContext(ctx, &w, `UPDATE workflows SET status = $3, next_run_at = COALESCE($4, next_run_at), updated_at = $5,
+			version = version + 1
 		WHERE account_id = $1 AND id = $2 RETURNING `+workflowColumns, accountID, id, status, nextRunAt, now)
 	if err != nil {
 		return Workflow{}, fmt.Errorf("store: set workflow status: %w", notFound(err))
