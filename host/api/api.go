@@ -181,7 +181,7 @@ func newEngine(deps Deps) *gin.Engine {
 	if err := e.SetTrustedProxies(deps.TrustedProxies); err != nil {
 		panic("api: trusted proxies: " + err.Error())
 	}
-	e.Use(s.observe, s.recover, s.limitBody)
+	e.Use(s.observe, s.recover, s.limitBody, s.checkParams)
 	e.NoRoute(func(c *gin.Context) {
 		writeError(c, errorf(http.StatusNotFound, "not_found", "no route %s %s: see GET /v1/openapi.json", c.Request.Method, c.Request.URL.Path))
 	})

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/synchron-io/synchron/host/connectors"
+	"github.com/synchron-io/synchron/host/store"
 )
 
 // app returns an installed app, or a 404 naming it.
@@ -25,19 +27,35 @@ func (s *server) app(ctx context.Context, name string) (connectors.App, error) {
 	return app, nil
 }
 
-// listApps answers the whole catalog on one page: it is small and held in
-// memory by the registry.
+// listApps pages over the catalog by name (the registry holds it in memory).
 func (s *server) listApps(c *gin.Context) error {
+	opts, err := listOptions(c)
+	if err != nil {
+		return err
+	}
 	apps, err := s.registry.Apps(c.Request.Context())
 	if err != nil {
 		return fmt.Errorf("registry: apps: %w", err)
 	}
 	sort.Slice(apps, func(i, j int) bool { return apps[i].Name < apps[j].Name })
-	items := make([]appView, len(apps))
-	for i, a := range apps {
-		items[i] = viewApp(a.Name, a.Version, a.Spec)
+	start := 0
+	if opts.Cursor != "" {
+		after, err := base64.RawURLEncoding.DecodeString(opts.Cursor)
+		if err != nil {
+			return listError(store.ErrBadCursor)
+		}
+		start = sort.Search(len(apps), func(i int) bool { return apps[i].Name > string(after) })
 	}
-	c.JSON(http.StatusOK, list(items, ""))
+	end := min(start+opts.Limit, len(apps))
+	next := ""
+	if end < len(apps) {
+		next = base64.RawURLEncoding.EncodeToString([]byte(apps[end-1].Name))
+	}
+	items := make([]appView, 0, end-start)
+	for _, a := range apps[start:end] {
+		items = append(items, viewApp(a.Name, a.Version, a.Spec))
+	}
+	c.JSON(http.StatusOK, list(items, next))
 	return nil
 }
 

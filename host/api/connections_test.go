@@ -16,6 +16,15 @@ func TestApps(t *testing.T) {
 	if len(items) != 2 || items[0].(map[string]any)["name"] != "memdb" || items[1].(map[string]any)["name"] != "sample" {
 		t.Fatalf("apps = %v", apps)
 	}
+	first := b.must(http.StatusOK, req{method: "GET", path: "/v1/apps?limit=1", token: u.token})
+	if items := first["items"].([]any); len(items) != 1 || items[0].(map[string]any)["name"] != "memdb" || first["next_cursor"] == "" {
+		t.Fatalf("first page = %v", first)
+	}
+	second := b.must(http.StatusOK, req{method: "GET", path: "/v1/apps?limit=1&cursor=" + first["next_cursor"].(string), token: u.token})
+	if items := second["items"].([]any); len(items) != 1 || items[0].(map[string]any)["name"] != "sample" || second["next_cursor"] != "" {
+		t.Fatalf("second page = %v", second)
+	}
+	b.must(http.StatusBadRequest, req{method: "GET", path: "/v1/apps?limit=9999", token: u.token})
 	app := b.must(http.StatusOK, req{method: "GET", path: "/v1/apps/sample", token: u.token})
 	if app["version"] != "0.1.0" || app["title"] != "Sample data" || len(app["objects"].([]any)) != 2 ||
 		app["capabilities"].(map[string]any)["read"] != true || app["config_schema"].(map[string]any)["type"] != "object" {

@@ -98,7 +98,28 @@ func decodeJSON(c *gin.Context, dst any) error {
 	if dec.More() {
 		return errorf(http.StatusBadRequest, "malformed_json", "request body has data after the JSON object")
 	}
+	if hasNUL(body) {
+		return invalid("invalid_text", "text in the request cannot contain the NUL character (\\u0000)")
+	}
 	return nil
+}
+
+// hasNUL reports whether a string of valid JSON (a key or a value) holds
+// U+0000, which PostgreSQL refuses in text and jsonb.
+func hasNUL(body []byte) bool {
+	if !bytes.Contains(body, []byte(`\u0000`)) {
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if s, ok := tok.(string); ok && strings.ContainsRune(s, 0) {
+			return true
+		}
+	}
 }
 
 func jsonError(err error) *apiError {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,10 +92,14 @@ func (s *server) observe(c *gin.Context) {
 	}
 	status := c.Writer.Status()
 	elapsed := time.Since(start)
-	s.metrics.requests.WithLabelValues(c.Request.Method, route, strconv.Itoa(status)).Inc()
-	s.metrics.latency.WithLabelValues(c.Request.Method, route).Observe(elapsed.Seconds())
-	s.log.Info("request", "method", c.Request.Method, "route", route,
-		"status", status, "duration_ms", elapsed.Milliseconds(), "request_id", id)
+	method := normalMethod(c.Request.Method)
+	s.metrics.requests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
+	s.metrics.latency.WithLabelValues(method, route).Observe(elapsed.Seconds())
+	log := s.log.Info
+	if route == "/healthz" || route == "/readyz" || route == "/metrics" {
+		log = s.log.Debug // probes and scrapes would drown the rest
+	}
+	log("request", "method", method, "route", route, "status", status, "duration_ms", elapsed.Milliseconds(), "request_id", id)
 }
 
 // recover turns a panic into a 500 in the error format, without internals.
@@ -123,6 +128,36 @@ func (s *server) limitBody(c *gin.Context) {
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
 	}
 	c.Next()
+}
+
+// maxParamBytes bounds a path parameter (ids and app names are short).
+const maxParamBytes = 200
+
+// checkParams answers 404 for a path parameter that cannot name anything:
+// invalid UTF-8, a NUL (which PostgreSQL refuses in text) or too long.
+func (s *server) checkParams(c *gin.Context) {
+	for _, p := range c.Params {
+		if !cleanText(p.Value) || len(p.Value) > maxParamBytes {
+			writeError(c, errorf(http.StatusNotFound, "not_found", "no %s matches the path: ids are short UTF-8 text", p.Key))
+			return
+		}
+	}
+	c.Next()
+}
+
+// cleanText reports whether s can be stored as PostgreSQL text.
+func cleanText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+// normalMethod bounds the method label of metrics to the methods the API
+// serves, so that odd methods cannot grow the label set.
+func normalMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "OTHER"
 }
 
 // authenticate requires a live bearer token.

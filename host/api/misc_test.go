@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"encoding/base64"
 	"net/http"
 	"strings"
 	"testing"
@@ -25,6 +26,14 @@ func TestErrorFormat(t *testing.T) {
 		"no token":                 {r: req{method: "GET", path: "/v1/workflows"}, wantStatus: 401, wantCode: "unauthorized"},
 		"admin disabled":           {r: req{method: "GET", path: "/admin/connectors", header: map[string]string{"Authorization": "Bearer " + adminToken}}, wantStatus: 404, wantCode: "not_found"},
 		"malformed json, PATCH":    {r: req{method: "PATCH", path: "/v1/connections/con_x", token: u.token, body: `nope`}, wantStatus: 400, wantCode: "malformed_json"},
+		"NUL in a path id":         {r: req{method: "GET", path: "/v1/workflows/wf_%00", token: u.token}, wantStatus: 404, wantCode: "not_found"},
+		"invalid UTF-8 in a path":  {r: req{method: "DELETE", path: "/v1/connections/con_%ff", token: u.token}, wantStatus: 404, wantCode: "not_found"},
+		"long path id":             {r: req{method: "GET", path: "/v1/runs/" + strings.Repeat("r", 300), token: u.token}, wantStatus: 404, wantCode: "not_found"},
+		"NUL in a name":            {r: req{method: "POST", path: "/v1/signup", body: `{"email": "nul@example.com", "password": "correct horse", "name": "a\u0000b"}`}, wantStatus: 422, wantCode: "invalid_text"},
+		"NUL in a mapping":         {r: req{method: "POST", path: "/v1/workflows", token: u.token, body: `{"name": "x", "mapping": [{"source": "a\u0000", "target": "b"}]}`}, wantStatus: 422, wantCode: "invalid_text"},
+		"cursor out of range":      {r: req{method: "GET", path: "/v1/workflows?cursor=" + base64.RawURLEncoding.EncodeToString([]byte("999999999999999999.wf_x")), token: u.token}, wantStatus: 400, wantCode: "invalid_cursor"},
+		"cursor with NUL":          {r: req{method: "GET", path: "/v1/connections?cursor=" + base64.RawURLEncoding.EncodeToString([]byte("1700000000000000.a\x00")), token: u.token}, wantStatus: 400, wantCode: "invalid_cursor"},
+		"records cursor":           {r: req{method: "GET", path: "/v1/runs/run_x/records?cursor=zz", token: u.token}, wantStatus: 404, wantCode: "not_found"},
 		"body too large on create": {r: req{method: "POST", path: "/v1/connections", token: u.token, header: map[string]string{"Idempotency-Key": "big"}, body: `{"name": "` + strings.Repeat("x", 1<<20) + `"}`}, wantStatus: 413, wantCode: "request_too_large"},
 	}
 	for name, tc := range testCases {

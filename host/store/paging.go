@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Page limits of list calls.
@@ -62,7 +63,12 @@ func decodeCursor(c string) (*keyset, error) {
 	if err != nil {
 		return nil, ErrBadCursor
 	}
-	return &keyset{at: time.UnixMicro(us).UTC(), id: id}, nil
+	at := time.UnixMicro(us).UTC()
+	// Cursors we issue hold ids and times that PostgreSQL accepts back.
+	if at.Year() < 2000 || at.Year() > 9999 || len(id) > 200 || !utf8.ValidString(id) || strings.ContainsRune(id, 0) {
+		return nil, ErrBadCursor
+	}
+	return &keyset{at: at, id: id}, nil
 }
 
 // encodeSeqCursor and decodeSeqCursor page over a bigserial id.
