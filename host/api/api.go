@@ -151,10 +151,10 @@ func newEngine(deps Deps) *gin.Engine {
 		s.sessionTTL = DefaultSessionTTL
 	}
 	de, di := defaultLoginLimits()
-	if s.perEmail.Max <= 0 {
+	if s.perEmail.Max <= 0 || s.perEmail.Window <= 0 {
 		s.perEmail = de
 	}
-	if s.perIP.Max <= 0 {
+	if s.perIP.Max <= 0 || s.perIP.Window <= 0 {
 		s.perIP = di
 	}
 	reg := deps.Metrics

@@ -161,9 +161,9 @@ func decodeStrict(raw json.RawMessage, field string, dst any) error {
 	return nil
 }
 
-// validateWorkflow checks every setting of w against the account's plan and
-// the objects of both ends. It fills nothing but the ends it resolves.
-func (s *server) validateWorkflow(ctx context.Context, acc store.Account, w *store.Workflow) error {
+// validateWorkflow checks the settings of w against the account's plan and,
+// with objects, against the objects of both ends (which asks the connectors).
+func (s *server) validateWorkflow(ctx context.Context, acc store.Account, w *store.Workflow, objects bool) error {
 	if _, err := cleanName("name", w.Name); err != nil {
 		return err
 	}
@@ -196,6 +196,9 @@ func (s *server) validateWorkflow(ctx context.Context, acc store.Account, w *sto
 	}
 	if w.SourceConnectionID == w.TargetConnectionID && w.SourceObject == w.TargetObject {
 		return invalid("invalid_target", "source and target are the same object of the same connection")
+	}
+	if !objects {
+		return nil
 	}
 
 	src, err := s.resolve(ctx, acc.ID, "source", endpointInput{ConnectionID: w.SourceConnectionID, Object: w.SourceObject})
@@ -306,7 +309,7 @@ func (s *server) createWorkflow(c *gin.Context) error {
 		w.Shared = *req.Shared
 	}
 	ctx := c.Request.Context()
-	if err := s.validateWorkflow(ctx, p.Account, &w); err != nil {
+	if err := s.validateWorkflow(ctx, p.Account, &w, true); err != nil {
 		return err
 	}
 	w.Mapping = compact(w.Mapping)
@@ -384,7 +387,10 @@ func (s *server) updateWorkflow(c *gin.Context) error {
 	}
 	p := principal(c)
 	ctx := c.Request.Context()
-	if err := s.validateWorkflow(ctx, p.Account, &w); err != nil {
+	// Name, interval, sharing and policies do not depend on the objects: such
+	// edits work even while a connector is down.
+	objects := req.Mapping != nil || isSet(req.Match) || isSet(req.WriteBack)
+	if err := s.validateWorkflow(ctx, p.Account, &w, objects); err != nil {
 		return err
 	}
 	w.Mapping = compact(w.Mapping)

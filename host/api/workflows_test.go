@@ -426,3 +426,26 @@ func TestIdempotencyKey(t *testing.T) {
 		t.Fatalf("key with a space = %d", resp.Status)
 	}
 }
+
+func TestWorkflowEditsWhileAConnectionIsBroken(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	u := b.signup("ann@example.com")
+	wfID, _, dst := b.workflow(u)
+	broken := b.must(http.StatusOK, req{method: "PATCH", path: "/v1/connections/" + dst, token: u.token,
+		body: map[string]any{"config": map[string]any{"api_key": "rejected-key"}}})
+	if broken["status"] != "error" {
+		t.Fatalf("connection = %v", broken)
+	}
+	// Settings that do not depend on the objects can still change...
+	w := b.must(http.StatusOK, req{method: "PATCH", path: "/v1/workflows/" + wfID, token: u.token, body: map[string]any{"name": "Still editable", "interval_seconds": 1800}})
+	if w["name"] != "Still editable" {
+		t.Fatalf("PATCH = %v", w)
+	}
+	// ...but a new mapping must be checked against the target's objects.
+	resp := b.do(req{method: "PATCH", path: "/v1/workflows/" + wfID, token: u.token,
+		body: map[string]any{"mapping": []map[string]any{{"source": "email", "target": "email"}}}})
+	if code, msg := resp.errorCode(t); resp.Status != 422 || code != "connection_error" || !strings.Contains(msg, dst) {
+		t.Fatalf("PATCH mapping = %d %s", resp.Status, resp.Body)
+	}
+}
