@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -83,10 +84,10 @@ type op struct {
 	rawKey string
 	// key is the key as PostgreSQL prints it (key::text).
 	key string
-	// obj holds the fields of an upsert; raw is the original object (with
-	// the key field added when only ID carried it).
-	obj map[string]json.RawMessage
-	raw []byte
+	// members are the fields of an upsert; raw is the original object
+	// (with the key field added when only ID carried it).
+	members []member
+	raw     []byte
 }
 
 // unit is one statement row: the records of one key, merged.
@@ -163,6 +164,19 @@ func (c *Connector) Write(ctx context.Context, req sdk.WriteRequest) (*sdk.Write
 		msg := redactURLText(err.Error(), cfg.URL)
 		c.logger.Warn("write failed, batch retryable", "table", cfg.Table, "records", n, "error", msg)
 		retryAll(resp.Results, w.done, msg, after)
+		return resp, nil
+	}
+	rejected, first := 0, ""
+	for _, r := range resp.Results {
+		if r.Status == sdk.WriteRejected {
+			if rejected == 0 {
+				first = r.Message
+			}
+			rejected++
+		}
+	}
+	if rejected > 0 {
+		c.logger.Info("write: records rejected", "table", cfg.Table, "records", n, "rejected", rejected, "first", first)
 	}
 	return resp, nil
 }
@@ -246,27 +260,29 @@ func (w *writer) validate(records []sdk.WriteRecord) []*op {
 	ops := make([]*op, 0, len(records))
 	for i, rec := range records {
 		o := &op{idx: i, del: rec.Delete}
-		var keyField json.RawMessage
+		var keyField []byte
 		hasFields := len(bytes.TrimSpace(rec.Fields)) > 0 && string(bytes.TrimSpace(rec.Fields)) != "null"
 		if hasFields || !rec.Delete {
-			if err := json.Unmarshal(rec.Fields, &o.obj); err != nil || o.obj == nil {
-				w.reject(i, "fields must be a JSON object of column names to values")
+			members, err := scanObject(rec.Fields)
+			if err != nil {
+				w.reject(i, "fields must be a JSON object of column names to values: "+err.Error())
 				continue
 			}
-			keyField = o.obj[pk]
+			o.members = members
 		}
-		if !rec.Delete {
-			var unknown []string
-			for name := range o.obj {
-				if _, ok := t.column(name); !ok {
-					unknown = append(unknown, name)
-				}
+		var unknown []string
+		for _, m := range o.members {
+			if m.name == pk {
+				keyField = m.value // the last one wins, as in PostgreSQL
 			}
-			if len(unknown) > 0 {
-				sort.Strings(unknown)
-				w.reject(i, fmt.Sprintf("unknown column %s in table %s (columns: %s)", quoteList(unknown), t.qname, t.columnNames()))
-				continue
+			if _, ok := t.byName[m.name]; !ok && !rec.Delete {
+				unknown = append(unknown, m.name)
 			}
+		}
+		if len(unknown) > 0 {
+			sort.Strings(unknown)
+			w.reject(i, fmt.Sprintf("unknown column %s in table %s (columns: %s)", quoteList(unknown), t.qname, t.columnNames()))
+			continue
 		}
 		var fieldKey string
 		if keyField != nil {
@@ -294,7 +310,7 @@ func (w *writer) validate(records []sdk.WriteRecord) []*op {
 			if keyField == nil {
 				// Only ID carries the key: add it to the fields.
 				quoted, _ := json.Marshal(rec.ID)
-				o.obj[pk] = quoted
+				o.members = append(o.members, member{name: pk, value: quoted})
 				o.raw = withField(rec.Fields, pk, quoted)
 			}
 		}
@@ -314,11 +330,13 @@ func quoteList(names []string) string {
 
 // scalarText is the text of a JSON scalar key: a string's value, a number's
 // or a boolean's literal.
-func scalarText(v json.RawMessage) (string, error) {
+func scalarText(v []byte) (string, error) {
 	v = bytes.TrimSpace(v)
 	switch {
 	case len(v) == 0 || string(v) == "null":
 		return "", errors.New("is null")
+	case v[0] == '"' && bytes.IndexByte(v, '\\') < 0:
+		return string(v[1 : len(v)-1]), nil
 	case v[0] == '"':
 		var s string
 		if err := json.Unmarshal(v, &s); err != nil {
@@ -478,25 +496,47 @@ func (w *writer) units(ops []*op) (deletes, upserts []*unit) {
 
 // mergeUpserts merges upserts of one key, later fields winning.
 func (w *writer) mergeUpserts(key string, ops []*op) *unit {
-	u := &unit{key: key, ops: ops}
-	obj := ops[0].obj
-	u.fields = ops[0].raw
+	u := &unit{key: key, ops: ops, fields: ops[0].raw}
+	members := ops[0].members
 	if len(ops) > 1 {
-		obj = map[string]json.RawMessage{}
+		members = nil
+		pos := map[string]int{}
 		for _, o := range ops {
-			for k, v := range o.obj {
-				obj[k] = v
+			for _, m := range o.members {
+				if i, ok := pos[m.name]; ok {
+					members[i] = m
+					continue
+				}
+				pos[m.name] = len(members)
+				members = append(members, m)
 			}
 		}
-		u.fields, _ = json.Marshal(obj) // RawMessages that were valid JSON: cannot fail
+		u.fields = objectOf(members)
 	}
-	for name := range obj {
-		if c, _ := w.s.table.column(name); !c.generated {
-			u.cols = append(u.cols, name)
+	u.cols = make([]string, 0, len(members))
+	for _, m := range members {
+		if c, _ := w.s.table.column(m.name); !c.generated {
+			u.cols = append(u.cols, m.name)
 		}
 	}
 	sort.Strings(u.cols)
+	u.cols = slices.Compact(u.cols) // a name repeated in one object
 	return u
+}
+
+// objectOf builds a JSON object from members.
+func objectOf(members []member) []byte {
+	out := []byte{'{'}
+	for i, m := range members {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		name, _ := json.Marshal(m.name)
+		out = append(out, name...)
+		out = append(out, ':')
+		out = append(out, m.value...)
+	}
+	return append(out, '}')
 }
 
 // groupByColumns splits upserts by the set of columns they write: one
