@@ -106,6 +106,15 @@ func (t *table) column(name string) (column, bool) {
 	return t.columns[i], true
 }
 
+// intern returns a column's name for its bytes without allocating, or a new
+// string for a name that is not a column.
+func (t *table) intern(b []byte) string {
+	if i, ok := t.byName[string(b)]; ok {
+		return t.columns[i].name
+	}
+	return string(b)
+}
+
 // columnNames lists the columns, for messages.
 func (t *table) columnNames() string {
 	names := make([]string, len(t.columns))

@@ -20,9 +20,11 @@ type member struct {
 // whitespace allowed) and returns its top-level members in order. It is the
 // write path's replacement for json.Unmarshal into a map: it allocates only
 // the member list, and it guarantees that the object's bytes can be
-// concatenated into a JSON array without changing its meaning.
-func scanObject(b []byte) ([]member, error) {
-	s := scanner{b: b}
+// concatenated into a JSON array without changing its meaning. intern, if
+// not nil, returns the string of an unescaped member name (so that known
+// names need no allocation).
+func scanObject(b []byte, intern func([]byte) string) ([]member, error) {
+	s := scanner{b: b, intern: intern}
 	s.ws()
 	if !s.eat('{') {
 		return nil, errors.New("not a JSON object")
@@ -64,8 +66,9 @@ func scanObject(b []byte) ([]member, error) {
 }
 
 type scanner struct {
-	b []byte
-	i int
+	b      []byte
+	i      int
+	intern func([]byte) string
 }
 
 func (s *scanner) errorf(format string, args ...any) error {
@@ -100,6 +103,9 @@ func (s *scanner) key() (string, error) {
 	}
 	raw := s.b[start:s.i]
 	if !escaped {
+		if s.intern != nil {
+			return s.intern(raw[1 : len(raw)-1]), nil
+		}
 		return string(raw[1 : len(raw)-1]), nil
 	}
 	var name string

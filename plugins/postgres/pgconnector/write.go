@@ -263,7 +263,7 @@ func (w *writer) validate(records []sdk.WriteRecord) []*op {
 		var keyField []byte
 		hasFields := len(bytes.TrimSpace(rec.Fields)) > 0 && string(bytes.TrimSpace(rec.Fields)) != "null"
 		if hasFields || !rec.Delete {
-			members, err := scanObject(rec.Fields)
+			members, err := scanObject(rec.Fields, t.intern)
 			if err != nil {
 				w.reject(i, "fields must be a JSON object of column names to values: "+err.Error())
 				continue
@@ -464,7 +464,7 @@ func (w *writer) canonicalize(ctx context.Context, ops []*op) error {
 //
 // Deletes run before upserts, so "delete then upsert" recreates the row.
 func (w *writer) units(ops []*op) (deletes, upserts []*unit) {
-	byKey := map[string][]*op{}
+	byKey := make(map[string][]*op, len(ops))
 	var order []string
 	for _, o := range ops {
 		if w.done[o.idx] {
@@ -763,7 +763,7 @@ func (w *writer) returnedKeys(ctx context.Context, query string, args ...any) (m
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]bool{}
+	out := make(map[string]bool, 1024)
 	for rows.Next() {
 		var key string
 		var inserted bool
