@@ -138,9 +138,10 @@ type session struct {
 	table *table
 }
 
-// open parses nothing: it acquires the pool of cfg and inspects the table.
-// diags holds the problems with the table (config keys to fix); err a failure
-// to reach the database. The caller must call c.close(s, ...) when s != nil.
+// open acquires the pool of a parsed config and inspects the table. diags
+// holds the problems with the table (config keys to fix); err is a failure to
+// reach the database. The caller must call c.close(s, ...), even when err is
+// set (close ignores a nil session).
 func (c *Connector) open(ctx context.Context, cfg Config) (s *session, diags sdk.Diagnostics, err error) {
 	e, err := c.pools.acquire(cfg.URL)
 	if err != nil {

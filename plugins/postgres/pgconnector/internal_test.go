@@ -2,10 +2,19 @@ package pgconnector
 
 import (
 	"bytes"
+	"database/sql/driver"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
 )
 
 func TestSplitTable(t *testing.T) {
@@ -182,4 +191,45 @@ func FuzzScanObject(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(checkScanObject)
+}
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	pqErr := func(code string) error {
+		return fmt.Errorf("postgres: write: %w", &pq.Error{Code: pqerror.Code(code), Message: "m"})
+	}
+	tests := []struct {
+		name  string
+		err   error
+		kind  errorKind
+		after time.Duration
+	}{
+		{"invalid text", pqErr("22P02"), kindData, 0},
+		{"not null", pqErr("23502"), kindData, 0},
+		{"unique", pqErr("23505"), kindData, 0},
+		{"check", pqErr("23514"), kindData, 0},
+		{"foreign key", pqErr("23503"), kindData, 0},
+		{"trigger exception", pqErr("P0001"), kindData, 0},
+		{"row-level security", pqErr("42501"), kindData, 0},
+		{"serialization failure", pqErr("40001"), kindRetry, retryConflict},
+		{"deadlock", pqErr("40P01"), kindRetry, retryConflict},
+		{"lock timeout", pqErr("55P03"), kindRetry, retryConflict},
+		{"too many connections", pqErr("53300"), kindRetry, retryOverloaded},
+		{"admin shutdown", pqErr("57P01"), kindRetry, retryOverloaded},
+		{"cannot connect now", pqErr("57P03"), kindRetry, retryOverloaded},
+		{"statement timeout", pqErr("57014"), kindRetry, retryConnection},
+		{"connection failure", pqErr("08006"), kindRetry, retryConnection},
+		{"bad password", pqErr("28P01"), kindRetry, retryConfiguration},
+		{"table dropped", pqErr("42P01"), kindRetry, retryConnection},
+		{"column dropped", pqErr("42703"), kindRetry, retryConnection},
+		{"broken connection", fmt.Errorf("query: %w", driver.ErrBadConn), kindRetry, retryConnection},
+		{"eof", io.ErrUnexpectedEOF, kindRetry, retryConnection},
+		{"network", &net.OpError{Op: "dial", Err: errors.New("refused")}, kindRetry, retryConnection},
+	}
+	for _, tt := range tests {
+		kind, after := classify(tt.err)
+		if kind != tt.kind || after != tt.after {
+			t.Errorf("%s: classify = %v, %v; want %v, %v", tt.name, kind, after, tt.kind, tt.after)
+		}
+	}
 }

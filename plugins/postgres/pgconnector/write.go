@@ -90,15 +90,14 @@ type op struct {
 	raw     []byte
 }
 
-// unit is one statement row: the records of one key, merged.
+// unit is one row of a statement: the records of one key, merged (see
+// writer.units). Every record of a unit gets the unit's result.
 type unit struct {
 	key    string
 	del    bool
 	fields []byte   // JSON object of the upsert
 	cols   []string // sorted columns written, key included
 	ops    []*op
-	// superseded ops of the key (an upsert followed by a delete): they get
-	// the unit's result too.
 }
 
 // writer applies one WriteRequest.

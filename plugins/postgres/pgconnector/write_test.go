@@ -433,3 +433,32 @@ func TestConcurrentWrites(t *testing.T) {
 		t.Fatalf("%d rows (%v), want %d", n, err, len(want))
 	}
 }
+
+// TestWriteDeleteRejected checks that a delete refused by a foreign key is
+// rejected alone.
+func TestWriteDeleteRejected(t *testing.T) {
+	t.Parallel()
+	url, db := newDB(t, peopleTable,
+		`CREATE TABLE orders (id int PRIMARY KEY, person bigint REFERENCES people (id))`,
+		`INSERT INTO people (id, name) VALUES (1, 'a'), (2, 'b'), (3, 'c')`,
+		`INSERT INTO orders VALUES (10, 2)`,
+	)
+	c := newConn(t)
+	resp := write(t, c, peopleConfig(t, url), "people",
+		sdk.WriteRecord{ID: "1", Delete: true},
+		sdk.WriteRecord{ID: "2", Delete: true},
+		sdk.WriteRecord{ID: "3", Delete: true},
+		rec(`{"id": 4, "name": "d"}`),
+	)
+	got := summary(resp.Results)
+	if got[0] != "deleted 1" || got[2] != "deleted 3" || got[3] != "created 4" || !strings.Contains(got[1], `rejected: update or delete on table "people" violates foreign key constraint`) {
+		t.Fatalf("results:%s", joinLines(got))
+	}
+	var left []string
+	if err := db.Select(&left, `SELECT id::text AS k FROM people ORDER BY people.id`); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(left, []string{"2", "4"}) {
+		t.Fatalf("rows %v, want [2 4]", left)
+	}
+}
