@@ -9,6 +9,7 @@ package connectors
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -34,8 +35,39 @@ const sampleExe = "synchron-connector-sample"
 // sampleBins maps a sample version to its prebuilt executable.
 var sampleBins = map[string]string{}
 
+// hostModeEnv set to a plugin path makes the test binary a host that
+// launches that plugin, prints its pid and exits without stopping it (see
+// TestPluginDiesWithHost).
+const hostModeEnv = "SYNCHRON_CONNECTORS_TEST_HOST_PLUGIN"
+
 func TestMain(m *testing.M) {
+	if path := os.Getenv(hostModeEnv); path != "" {
+		os.Exit(runHost(path))
+	}
 	os.Exit(run(m))
+}
+
+// runHost launches the plugin at path the way the Manager does, prints its
+// pid and returns without killing it.
+func runHost(path string) int {
+	sum, err := fileSHA256(context.Background(), path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	raw, err := hex.DecodeString(sum)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	m := &Manager{opts: defaultOptions(), logger: hclog.NewNullLogger(), ctx: context.Background()}
+	p, _, err := m.startProcess(launchArgs{name: "sample", version: "0.1.0", path: path, sum: raw})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println(p.pid)
+	return 0
 }
 
 func run(m *testing.M) int {

@@ -97,6 +97,9 @@ type Manager struct {
 	closed  bool
 	closing chan struct{} // closed by Close
 	apps    map[string]*app
+	// procs holds every process not yet gone, including those of versions
+	// no longer in the catalog that still have leases.
+	procs map[*proc]struct{}
 	// wg counts the goroutines in flight: launches and process stops.
 	// Add is only called with mu held and closed false, or by Close itself.
 	wg sync.WaitGroup
@@ -167,6 +170,7 @@ func NewManager(ctx context.Context, db *sqlx.DB, pluginDir string, logger hclog
 		opts:    o,
 		closing: make(chan struct{}),
 		apps:    map[string]*app{},
+		procs:   map[*proc]struct{}{},
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	if err := Migrate(ctx, db); err != nil {
@@ -221,8 +225,8 @@ func (m *Manager) Sync(ctx context.Context) error {
 		}
 		v := a.versions[r.Version]
 		if v == nil || v.sha256 != r.SHA256 { // new, or reinstalled by an operator
-			if v != nil && v.proc != nil {
-				m.retireLocked(v.proc)
+			if v != nil && v.proc != nil && v.proc.leases == 0 {
+				m.retireLocked(v.proc) // else at its last release
 			}
 			v = &version{name: r.Name, version: r.Version}
 			a.versions[r.Version] = v
@@ -239,8 +243,8 @@ func (m *Manager) Sync(ctx context.Context) error {
 	for _, a := range m.apps {
 		for key, v := range a.versions {
 			if !inDB[[2]string{a.name, key}] { // row deleted by an operator
-				if v.proc != nil {
-					m.retireLocked(v.proc)
+				if v.proc != nil && v.proc.leases == 0 {
+					m.retireLocked(v.proc) // else at its last release
 				}
 				delete(a.versions, key)
 			}
@@ -509,6 +513,7 @@ func (m *Manager) launch(v *version, op *launchOp, args launchArgs) {
 	default:
 		p.v = v
 		v.proc = p
+		m.procs[p] = struct{}{}
 		if v.crashedSinceStart {
 			v.restarts++
 			v.crashedSinceStart = false
@@ -524,8 +529,8 @@ func (m *Manager) launch(v *version, op *launchOp, args launchArgs) {
 		}
 	}
 	m.mu.Unlock()
-	close(op.done)
 	if discard != nil {
+		close(op.done)
 		discard.client.Kill()
 		return
 	}
@@ -534,7 +539,8 @@ func (m *Manager) launch(v *version, op *launchOp, args launchArgs) {
 	} else {
 		m.logger.Info("connector started", "connector", args.name, "version", args.version, "pid", p.pid, "took", took)
 	}
-	m.emit(evs...)
+	m.emit(evs...) // before the waiters return: the hook sees the outcome first
+	close(op.done)
 
 	ctx, cancel := context.WithTimeout(m.ctx, m.opts.startTimeout)
 	defer cancel()
@@ -570,6 +576,7 @@ func (m *Manager) dropLocked(p *proc, cause error) Event {
 		return Event{}
 	}
 	p.gone = true
+	delete(m.procs, p)
 	v := p.v
 	if v.proc == p {
 		v.proc = nil
@@ -598,6 +605,7 @@ func (m *Manager) retireLocked(p *proc) {
 		return
 	}
 	p.gone = true
+	delete(m.procs, p)
 	if p.v.proc == p {
 		p.v.proc = nil
 	}
@@ -827,16 +835,15 @@ func (m *Manager) Close(ctx context.Context) error {
 	if !m.closed {
 		m.closed = true
 		close(m.closing)
-		for _, a := range m.apps {
-			for _, v := range a.versions {
-				if p := v.proc; p != nil {
-					p.gone = true
-					v.proc = nil
-					m.wg.Add(1)
-					go m.stopProcess(p, true)
-				}
+		for p := range m.procs {
+			p.gone = true
+			if p.v.proc == p {
+				p.v.proc = nil
 			}
+			m.wg.Add(1)
+			go m.stopProcess(p, true)
 		}
+		clear(m.procs)
 	}
 	m.mu.Unlock()
 

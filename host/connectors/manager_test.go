@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"sync"
 	"syscall"
 	"testing"
@@ -362,8 +363,10 @@ func TestActivateAndRollback(t *testing.T) {
 	if s := status(t, e.m, "sample", "0.1.0"); s.State != StateIdle || s.PID != 0 {
 		t.Fatalf("old version status after retirement %+v", s)
 	}
-	if len(e.events.of(EventStopped)) != 1 || len(e.events.of(EventCrashed)) != 0 {
-		t.Fatalf("events %+v: want one stop, no crash", e.events.evs)
+	// EventStopped comes once go-plugin's Kill returns, just after the reaping.
+	waitFor(t, "the stop event", func() bool { return len(e.events.of(EventStopped)) == 1 })
+	if crashes := e.events.of(EventCrashed); len(crashes) != 0 {
+		t.Fatalf("crash events %+v during a hot upgrade", crashes)
 	}
 
 	var row connectorRow
@@ -595,4 +598,91 @@ func TestAcquireCancelledDuringLaunch(t *testing.T) {
 		t.Fatalf("version %s", l.Version)
 	}
 	l.Release()
+}
+
+// TestReinstallWhileLeased: an operator deletes a version from the catalog
+// and Sync reinstalls a new binary under the same version while a lease on
+// the old process is held. The old process serves its lease to the end and
+// then stops; Close also reaps such a process while it is still leased.
+func TestReinstallWhileLeased(t *testing.T) {
+	t.Parallel()
+	var exe string
+	e := newEnv(t, func(dir string) { exe = installSample(t, dir, "0.1.0", true) })
+	ctx := testCtx(t)
+
+	reinstall := func() {
+		t.Helper()
+		rebuild(t, exe)
+		if _, err := e.db.ExecContext(ctx, `DELETE FROM connectors WHERE name = 'sample'`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.db.ExecContext(ctx, `DELETE FROM connector_versions WHERE name = 'sample'`); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.m.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if s := status(t, e.m, "sample", "0.1.0"); s.SHA256 != sha256Hex(t, exe) || s.State != StateIdle {
+			t.Fatalf("after reinstall: %+v", s)
+		}
+	}
+
+	old, err := e.m.Acquire(ctx, "sample")
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldPID := leasePID(t, old)
+	reinstall()
+	nw, err := e.m.Acquire(ctx, "sample")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leasePID(t, nw) == oldPID || !pidAlive(oldPID) {
+		t.Fatalf("new lease on pid %d, old pid %d alive %v", leasePID(t, nw), oldPID, pidAlive(oldPID))
+	}
+	readOK(t, old)
+	old.Release()
+	waitFor(t, "the replaced process to stop after its last lease", func() bool { return !pidAlive(oldPID) })
+	nw.Release()
+
+	// Again, but Close while the replaced process is still leased.
+	held, err := e.m.Acquire(ctx, "sample")
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldPID := leasePID(t, held)
+	reinstall()
+	current, err := e.m.Acquire(ctx, "sample")
+	if err != nil {
+		t.Fatal(err)
+	}
+	currentPID := leasePID(t, current)
+	current.Release()
+	if err := e.m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range []int{heldPID, currentPID} {
+		if pidAlive(pid) {
+			t.Errorf("process %d survived Close", pid)
+		}
+	}
+	held.Release()
+}
+
+// rebuild replaces an executable the way an install does (write a new file,
+// rename it over the old one; a running executable cannot be written) with a
+// "new build": the same program with bytes appended, so a new checksum.
+func rebuild(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, append(b, "rebuilt"...), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
 }

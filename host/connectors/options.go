@@ -129,7 +129,10 @@ func WithPluginEnv(env []string) Option {
 
 // WithEventHook calls f for every process event (a hook for metrics and
 // audit logs). f is called synchronously from the Manager's goroutines,
-// never with a lock held; it must be quick and may call Status.
+// never with a lock held; it must be quick and may call Status. The outcome
+// of a launch (EventStarted, EventStartFailed) and a crash found by Acquire
+// (EventCrashed) are reported before the Acquire calls concerned return;
+// EventStopped once the process has exited.
 func WithEventHook(f func(Event)) Option {
 	return func(o *options) { o.onEvent = f }
 }
