@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -113,7 +114,7 @@ func (s *server) recover(c *gin.Context) {
 			panic(v)
 		}
 		s.log.Error("panic", "method", c.Request.Method, "route", c.FullPath(),
-			"request_id", requestID(c), "panic", v)
+			"request_id", requestID(c), "panic", v, "stack", string(debug.Stack()))
 		if c.Writer.Written() {
 			c.Abort()
 			return
