@@ -64,7 +64,16 @@ func (p *pools) acquire(rawURL string) (*poolEntry, error) {
 	}
 	e, ok := p.byURL[rawURL]
 	if !ok {
-		connector, err := pq.NewConnector(rawURL)
+		cfg, err := pq.NewConfig(rawURL)
+		if err != nil {
+			p.mu.Unlock()
+			return nil, fmt.Errorf("postgres: parse url: %s", redactURLText(err.Error(), rawURL))
+		}
+		// One round trip per parameterized statement instead of two
+		// (prepare, then bind and execute). The connector never sends []byte
+		// parameters, the only ones this changes the encoding of.
+		cfg.BinaryParameters = true
+		connector, err := pq.NewConnectorConfig(cfg)
 		if err != nil {
 			p.mu.Unlock()
 			return nil, fmt.Errorf("postgres: parse url: %s", redactURLText(err.Error(), rawURL))

@@ -104,6 +104,7 @@ type unit struct {
 type writer struct {
 	s       *session
 	tx      *sql.Tx
+	careful bool // this attempt isolates refused records
 	results []sdk.WriteResult
 	// done marks results already final (rejected before or during the
 	// transaction); the others become retryable if the transaction fails.
@@ -204,6 +205,7 @@ func retryAll(results []sdk.WriteResult, done []bool, msg string, after time.Dur
 func (w *writer) reject(idx int, msg string) {
 	w.results[idx].Status = sdk.WriteRejected
 	w.results[idx].Action = 0
+	w.results[idx].ID = ""
 	w.results[idx].Message = msg
 	w.done[idx] = true
 }
@@ -219,16 +221,34 @@ func (w *writer) ok(o *op, action sdk.WriteAction, key string, msg string) {
 // run validates the records and applies them in one transaction. An error
 // means the transaction failed as a whole (the records not already rejected
 // are retryable).
+//
+// The first attempt runs each statement once, without savepoints. When
+// PostgreSQL refuses data, that transaction is rolled back and a second,
+// careful attempt isolates the offending records (see bisect); a clean batch
+// thus costs no savepoint round trips.
 func (w *writer) run(ctx context.Context, records []sdk.WriteRecord) error {
 	ops := w.validate(records)
 	if len(ops) == 0 {
 		return nil
 	}
+	err := w.attempt(ctx, ops, false)
+	if !errors.Is(err, errRefused) {
+		return err
+	}
+	return w.attempt(ctx, ops, true)
+}
+
+// errRefused ends a first attempt whose data PostgreSQL refused.
+var errRefused = errors.New("postgres refused the data")
+
+// attempt applies ops in one transaction. careful isolates refused records
+// with savepoints; otherwise a data error returns errRefused.
+func (w *writer) attempt(ctx context.Context, ops []*op, careful bool) error {
 	tx, err := w.s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	w.tx = tx
+	w.tx, w.careful = tx, careful
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 
 	if err := w.canonicalize(ctx, ops); err != nil {
@@ -236,12 +256,12 @@ func (w *writer) run(ctx context.Context, records []sdk.WriteRecord) error {
 	}
 	deletes, upserts := w.units(ops)
 	if len(deletes) > 0 {
-		if err := bisect(ctx, tx, deletes, w.execDelete, w.rejectUnit); err != nil {
+		if err := w.apply(ctx, deletes, w.execDelete); err != nil {
 			return err
 		}
 	}
 	for _, group := range groupByColumns(upserts) {
-		if err := bisect(ctx, tx, group, w.execUpsert, w.rejectUnit); err != nil {
+		if err := w.apply(ctx, group, w.execUpsert); err != nil {
 			return err
 		}
 	}
@@ -249,6 +269,25 @@ func (w *writer) run(ctx context.Context, records []sdk.WriteRecord) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// apply runs a statement on units: bisecting in a careful attempt, else once.
+func (w *writer) apply(ctx context.Context, units []*unit, exec func(context.Context, []*unit) error) error {
+	if w.careful {
+		return bisect(ctx, w.tx, units, exec, w.rejectUnit)
+	}
+	return refused(ctx, exec(ctx, units))
+}
+
+// refused turns a data error into errRefused.
+func refused(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if kind, _ := classify(err); kind == kindData && ctx.Err() == nil {
+		return fmt.Errorf("%w: %w", errRefused, err)
+	}
+	return err
 }
 
 // validate checks each record without the database: a JSON object, known
@@ -422,7 +461,7 @@ func (w *writer) canonicalize(ctx context.Context, ops []*op) error {
 		return nil
 	}
 	query := fmt.Sprintf("SELECT (x::%s)::text FROM unnest($1::text[]) WITH ORDINALITY AS k(x, i) ORDER BY i", w.s.table.pk.sqlType)
-	return bisect(ctx, w.tx, rest, func(ctx context.Context, batch []*op) error {
+	exec := func(ctx context.Context, batch []*op) error {
 		keys := make([]string, len(batch))
 		for i, o := range batch {
 			keys[i] = o.rawKey
@@ -450,7 +489,11 @@ func (w *writer) canonicalize(ctx context.Context, ops []*op) error {
 			o.key = out[i]
 		}
 		return nil
-	}, func(o *op, err error) {
+	}
+	if !w.careful {
+		return refused(ctx, exec(ctx, rest))
+	}
+	return bisect(ctx, w.tx, rest, exec, func(o *op, err error) {
 		w.reject(o.idx, fmt.Sprintf("invalid key %q for column %q (%s): %s", o.rawKey, w.s.table.pk.name, w.s.table.pk.sqlType, pgMessage(err)))
 	})
 }
@@ -608,6 +651,7 @@ func (w *writer) rejectUnit(u *unit, err error) {
 	}
 	for _, o := range u.ops {
 		w.reject(o.idx, msg)
+		w.results[o.idx].ID = u.key
 	}
 }
 
