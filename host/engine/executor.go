@@ -17,11 +17,13 @@ import (
 
 	"github.com/synchron-io/synchron/host/connectors"
 	"github.com/synchron-io/synchron/host/mapping"
+	"github.com/synchron-io/synchron/host/store"
 	"github.com/synchron-io/synchron/sdk"
 )
 
-// ErrNotFound is returned when a workflow does not exist in the account.
-var ErrNotFound = errors.New("not found")
+// ErrNotFound is returned when a workflow does not exist in the account. It
+// is the store's sentinel, so callers test one error whatever layer found it.
+var ErrNotFound = store.ErrNotFound
 
 // ErrLeaseLost means another host took the run over (this host's lease
 // expired); this host stops without touching the run again.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -46,6 +47,7 @@ environment:
   SYNCHRON_PLUGIN_DIR   connector directory <name>/<version>/<executable> (default bin/plugins)
   SYNCHRON_SECRET_KEY   32-byte key, base64 or hex, that encrypts connection credentials (required)
   SYNCHRON_ADMIN_TOKEN  bearer token of the operator API under /admin (empty: disabled)
+  SYNCHRON_TRUSTED_PROXIES  comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed
   SYNCHRON_WORKERS      runs executed at once by this host (default 4)
   SYNCHRON_LOG_LEVEL    trace, debug, info, warn, error (default info)
   SYNCHRON_LOG_FORMAT   json or text (default json)`
@@ -60,6 +62,8 @@ type config struct {
 	Workers     int
 	LogLevel    string
 	LogJSON     bool
+	// TrustedProxies are the proxies whose X-Forwarded-For the API believes.
+	TrustedProxies []string
 	// PasswordCost is the bcrypt cost of password hashes (default 12; tests lower it).
 	PasswordCost int
 }
@@ -93,6 +97,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 			return c, fmt.Errorf("SYNCHRON_WORKERS=%q: give a number from 1 to 256", w)
 		}
 		c.Workers = n
+	}
+	for _, p := range strings.Split(getenv("SYNCHRON_TRUSTED_PROXIES"), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.TrustedProxies = append(c.TrustedProxies, p)
+		}
 	}
 	if pc := getenv("SYNCHRON_PASSWORD_COST"); pc != "" {
 		n, err := strconv.Atoi(pc)
@@ -187,6 +196,7 @@ func serve(ctx context.Context, cfg config, logger hclog.Logger, st *store.Store
 	handler := api.New(api.Deps{
 		Store: st, Registry: manager, Runner: exec, Secrets: box, AdminToken: cfg.AdminToken,
 		Logger: logger.Named("api"), Metrics: metrics, PasswordCost: cfg.PasswordCost,
+		TrustedProxies: cfg.TrustedProxies,
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

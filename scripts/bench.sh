@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# bench.sh: reproduce the figures of docs/BENCHMARKS.md. Expects `make build`
+# to have run (make bench does it). Output goes to stdout and .data/bench/.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+out="$root/.data/bench"
+mkdir -p "$out"
+export DATABASE_URL="${DATABASE_URL:-$(scripts/pg.sh)}"
+export SYNCHRON_BIN_DIR="$root/bin"
+
+echo "== machine"
+echo "$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(go version)"
+
+echo "== connector cold start (launch + handshake + Spec), median of 20"
+go test -run '^$' -bench 'BenchmarkColdStart' -benchtime 20x ./host/connectors/ | tee "$out/coldstart.txt"
+
+echo "== one-way 100k sample -> postgres: plugins vs in-process (engine.Sync, no host bookkeeping)"
+go test -run '^$' -bench 'BenchmarkOneWay100k' -benchtime 3x -timeout 30m ./host/engine/ | tee "$out/oneway.txt"
+
+echo "== one-way 100k through the real host binary (records/s and host peak RSS)"
+go test -tags bench -count=1 -run 'TestBench' -v -timeout 30m ./host/e2e/ | grep -E 'BENCH|ok|FAIL' | tee "$out/host.txt"
+
+echo "== component benchmarks"
+go test -run '^$' -bench . -benchtime 1x ./host/mapping/ ./plugins/sample/... ./plugins/postgres/... | grep -E '^Benchmark|ok' | tee "$out/components.txt"
