@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -33,10 +32,10 @@ const (
 	StatusMissing = "missing"
 )
 
-// schema is the catalog's own schema. Every statement is idempotent.
+// The catalog's own schema. Every statement is idempotent.
 // TODO(store): fold into host/store's numbered migrations.
-var schema = []string{
-	`CREATE TABLE IF NOT EXISTS connector_versions (
+const (
+	schemaVersions = `CREATE TABLE IF NOT EXISTS connector_versions (
 		name         text        NOT NULL,
 		version      text        NOT NULL,
 		sha256       text        NOT NULL,
@@ -48,20 +47,20 @@ var schema = []string{
 		installed_at timestamptz NOT NULL DEFAULT now(),
 		updated_at   timestamptz NOT NULL DEFAULT now(),
 		PRIMARY KEY (name, version)
-	)`,
-	`CREATE TABLE IF NOT EXISTS connectors (
+	)`
+	schemaConnectors = `CREATE TABLE IF NOT EXISTS connectors (
 		name             text        PRIMARY KEY,
 		active_version   text,
 		previous_version text,
 		updated_at       timestamptz NOT NULL DEFAULT now(),
 		FOREIGN KEY (name, active_version) REFERENCES connector_versions (name, version),
 		FOREIGN KEY (name, previous_version) REFERENCES connector_versions (name, version)
-	)`,
-}
+	)`
+)
 
 // lockKey serialises catalog schema changes and syncs across hosts sharing a
 // database (pg_advisory_xact_lock).
-const lockKey = 0x73796e63_636f6e6e // "synccon"
+const lockKey = 0x73796e63_636f6e6e // "synconn" in ASCII
 
 // Migrate creates the catalog tables (connector_versions, connectors) if they
 // do not exist. It is idempotent and safe to run from several hosts at once.
@@ -75,7 +74,7 @@ func Migrate(ctx context.Context, db *sqlx.DB) error {
 	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(lockKey)); err != nil {
 		return fmt.Errorf("connectors: migrate: lock: %w", err)
 	}
-	for _, stmt := range schema {
+	for _, stmt := range []string{schemaVersions, schemaConnectors} {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("connectors: migrate: %w", err)
 		}
@@ -413,7 +412,7 @@ func saveSpec(ctx context.Context, db *sqlx.DB, name, version string, s *sdk.Spe
 }
 
 // setActive moves a connector's active alias in the database. It fails with
-// errConflict if the stored active version is no longer wantActive (another
+// ErrConflict if the stored active version is no longer wantActive (another
 // host moved it).
 func setActive(ctx context.Context, db *sqlx.DB, name, wantActive, active, previous string) error {
 	res, err := db.ExecContext(ctx, `
@@ -428,9 +427,7 @@ func setActive(ctx context.Context, db *sqlx.DB, name, wantActive, active, previ
 		return fmt.Errorf("connectors: set active version of %s to %s: %w", name, active, err)
 	}
 	if n != 1 {
-		return fmt.Errorf("connectors: set active version of %s to %s: %w", name, active, errConflict)
+		return fmt.Errorf("connectors: set active version of %s to %s: %w", name, active, ErrConflict)
 	}
 	return nil
 }
-
-var errConflict = errors.New("the active version was changed concurrently (by another host?); run Sync and retry")

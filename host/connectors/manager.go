@@ -39,6 +39,10 @@ var (
 	ErrClosed = errors.New("connector manager closed")
 	// ErrLeaseReleased: a call was made on a lease after Release.
 	ErrLeaseReleased = errors.New("lease already released")
+	// ErrConflict: Activate or Rollback found the stored active version
+	// changed by someone else (another host sharing the database). Sync
+	// reloads the catalog; then retry.
+	ErrConflict = errors.New("the active version was changed concurrently (by another host?); run Sync and retry")
 )
 
 // Runtime states of a version, as reported by Status.

@@ -686,3 +686,41 @@ func rebuild(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 }
+
+// TestActivateConflict: two hosts share the catalog. An Activate based on a
+// stale view of the active version is refused instead of overwriting the
+// other host's change; after Sync the view is current.
+func TestActivateConflict(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(dir string) {
+		installSample(t, dir, "0.1.0", false)
+		installSample(t, dir, "0.2.0", false)
+	})
+	ctx := testCtx(t)
+	other := e.open()
+	if err := e.m.Activate(ctx, "sample", "0.1.0"); err != nil {
+		t.Fatal(err)
+	}
+	// other still believes 0.2.0 is active.
+	if err := other.Rollback(ctx, "sample"); !errors.Is(err, ErrNoPreviousVersion) {
+		t.Fatalf("Rollback on the stale host = %v, want ErrNoPreviousVersion", err)
+	}
+	if err := other.Activate(ctx, "sample", "0.1.0"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("Activate on the stale host = %v, want ErrConflict", err)
+	}
+	if err := other.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := other.App(ctx, "sample"); err != nil || a.Version != "0.1.0" {
+		t.Fatalf("after Sync: %+v, %v", a, err)
+	}
+	if err := other.Rollback(ctx, "sample"); err != nil {
+		t.Fatalf("Rollback after Sync: %v", err)
+	}
+	if err := e.m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := e.m.App(ctx, "sample"); a.Version != "0.2.0" {
+		t.Fatalf("first host sees %s after the other's Rollback, want 0.2.0", a.Version)
+	}
+}

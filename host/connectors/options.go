@@ -16,13 +16,15 @@ const (
 	DefaultCrashWindow    = 5 * time.Minute
 )
 
-// DefaultPluginEnv lists the host environment variables passed on to
+// defaultPluginEnv lists the host environment variables passed on to
 // connector processes by default. Nothing else of the host's environment
 // reaches them (secrets stay in the host).
-var defaultPluginEnv = []string{
-	"SYNCHRON_LOG_LEVEL", "TZ",
-	"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
-	"SSL_CERT_FILE", "SSL_CERT_DIR",
+func defaultPluginEnv() []string {
+	return []string{
+		"SYNCHRON_LOG_LEVEL", "TZ",
+		"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+		"SSL_CERT_FILE", "SSL_CERT_DIR",
+	}
 }
 
 type options struct {
@@ -40,7 +42,7 @@ type options struct {
 
 func defaultOptions() options {
 	var env []string
-	for _, k := range defaultPluginEnv {
+	for _, k := range defaultPluginEnv() {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
 		}
