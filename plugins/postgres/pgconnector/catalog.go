@@ -92,6 +92,8 @@ type table struct {
 	pk      column
 	// updatedAt is the updated-at column; nil when not configured.
 	updatedAt *column
+	// Privileges of the user: SELECT on the whole table (reads select every
+	// column), INSERT and UPDATE on the table or some of its columns, DELETE.
 	canSelect bool
 	canInsert bool
 	canUpdate bool
@@ -134,8 +136,8 @@ WITH rel AS (
 )
 SELECT rel.nspname, rel.relname, rel.relkind,
   pg_catalog.has_table_privilege(rel.oid, 'SELECT'),
-  pg_catalog.has_table_privilege(rel.oid, 'INSERT'),
-  pg_catalog.has_table_privilege(rel.oid, 'UPDATE'),
+  pg_catalog.has_any_column_privilege(rel.oid, 'INSERT'),
+  pg_catalog.has_any_column_privilege(rel.oid, 'UPDATE'),
   pg_catalog.has_table_privilege(rel.oid, 'DELETE'),
   a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
   bt.oid::int8, bt.typcategory::text, bt.typtype::text,

@@ -3,6 +3,8 @@ package pgconnector_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -252,5 +254,66 @@ func TestStop(t *testing.T) {
 	}
 	if _, err := c.Write(context.Background(), sdk.WriteRequest{Config: cfg, Object: "k", Records: []sdk.WriteRecord{{Fields: json.RawMessage(`{"id": 1}`)}}}); err == nil {
 		t.Fatal("Write after Stop: no error")
+	}
+}
+
+// TestPrivileges connects as a role with limited privileges: reads need
+// SELECT on the table (an error in Check without it), writes without INSERT
+// or DELETE are rejected at once with a clear message, and missing write
+// privileges are a warning.
+func TestPrivileges(t *testing.T) {
+	t.Parallel()
+	url, db := newDB(t,
+		`CREATE TABLE open_t (id int PRIMARY KEY, v text)`,
+		`CREATE TABLE read_only (id int PRIMARY KEY, v text)`,
+		`CREATE TABLE closed (id int PRIMARY KEY, v text)`,
+		`INSERT INTO read_only VALUES (1, 'a')`,
+	)
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	role := "synchron_pgtest_" + hex.EncodeToString(b[:])
+	mustExec(t, db, `CREATE ROLE `+role+` LOGIN`)
+	t.Cleanup(func() {
+		// The role's privileges live in the test database: drop them first.
+		if _, err := db.Exec(`DROP OWNED BY ` + role); err != nil {
+			t.Errorf("drop owned: %v", err)
+		}
+		if _, err := db.Exec(`DROP ROLE ` + role); err != nil {
+			t.Errorf("drop role: %v", err)
+		}
+	})
+	mustExec(t, db, `GRANT SELECT, INSERT, UPDATE, DELETE ON open_t TO `+role)
+	mustExec(t, db, `GRANT SELECT ON read_only TO `+role)
+	roleURL := strings.Replace(url, "postgres@", role+"@", 1)
+	c := newConn(t)
+	cfg := func(table string) json.RawMessage {
+		return config(t, map[string]any{"url": roleURL, "table": table, "primary_key": "id"})
+	}
+	check := func(table string) sdk.Diagnostics {
+		resp, err := c.Check(context.Background(), sdk.CheckRequest{Config: cfg(table)})
+		if err != nil {
+			t.Fatalf("Check(%s): %v", table, err)
+		}
+		return resp.Diagnostics
+	}
+	if d := check("open_t"); len(d) != 0 {
+		t.Errorf("open_t: diagnostics %+v, want none", d)
+	}
+	if d := check("read_only"); d.HasError() || len(d) != 1 || !strings.Contains(d[0].Summary, "may not INSERT, UPDATE, DELETE") {
+		t.Errorf("read_only: diagnostics %+v, want one warning about write privileges", d)
+	}
+	if d := check("closed"); !d.HasError() || d[0].Attribute != "table" || !strings.Contains(d[0].Summary, "may not read") {
+		t.Errorf("closed: diagnostics %+v, want an error on table", d)
+	}
+
+	resp := write(t, c, cfg("read_only"), "read_only", rec(`{"id": 2, "v": "b"}`), sdk.WriteRecord{ID: "1", Delete: true})
+	if got := summary(resp.Results); !strings.Contains(got[0], "may not INSERT") || !strings.Contains(got[1], "may not DELETE") {
+		t.Errorf("writes to read_only:%s", joinLines(got))
+	}
+	resp = write(t, c, cfg("open_t"), "open_t", rec(`{"id": 2, "v": "b"}`))
+	if got := summary(resp.Results); got[0] != "created 2" {
+		t.Errorf("write to open_t: %v", got)
 	}
 }

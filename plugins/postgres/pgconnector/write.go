@@ -317,6 +317,14 @@ func (w *writer) validate(records []sdk.WriteRecord) []*op {
 				unknown = append(unknown, m.name)
 			}
 		}
+		switch {
+		case rec.Delete && !t.canDelete:
+			w.reject(i, fmt.Sprintf("the user in url may not DELETE from table %s", t.qname))
+			continue
+		case !rec.Delete && !t.canInsert:
+			w.reject(i, fmt.Sprintf("the user in url may not INSERT into table %s", t.qname))
+			continue
+		}
 		if len(unknown) > 0 {
 			sort.Strings(unknown)
 			w.reject(i, fmt.Sprintf("unknown column %s in table %s (columns: %s)", quoteList(unknown), t.qname, t.columnNames()))
