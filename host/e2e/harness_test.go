@@ -188,12 +188,6 @@ func (h *host) stop() {
 	}
 }
 
-// kill ends the host at once, like a machine dying.
-func (h *host) kill() {
-	_ = h.cmd.Process.Kill()
-	<-h.done
-}
-
 type response struct {
 	Status int
 	Body   []byte
