@@ -105,7 +105,9 @@ func Sync(ctx context.Context, job Job) (Counts, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	batches := make(chan sdk.ReadBatch, 1)
+	// The reader goroutine also maps each batch, so reading and mapping the
+	// next batch overlap with writing the current one.
+	batches := make(chan *prepared, 1)
 	readDone := make(chan error, 1)
 	go func() {
 		defer close(batches)
@@ -113,7 +115,7 @@ func Sync(ctx context.Context, job Job) (Counts, error) {
 			Config: job.SourceConfig, Object: job.SourceObject, Cursor: job.Cursor, BatchSize: job.BatchSize,
 		}, sdk.ReadSinkFunc(func(ctx context.Context, b sdk.ReadBatch) error {
 			select {
-			case batches <- b:
+			case batches <- prepare(job.Mapper, b):
 				return nil
 			case <-ctx.Done():
 				return ctx.Err()
@@ -123,13 +125,13 @@ func Sync(ctx context.Context, job Job) (Counts, error) {
 
 	var total Counts
 	var failErr error
-	for b := range batches {
+	for pb := range batches {
 		if failErr != nil {
 			continue // drain so the reader can finish
 		}
-		p, err := writeBatch(ctx, job, b)
+		err := writeBatch(ctx, job, pb)
 		if err == nil {
-			err = job.Commit(ctx, p)
+			err = job.Commit(ctx, pb.progress)
 			if err != nil {
 				err = fmt.Errorf("commit batch: %w", err)
 			}
@@ -139,7 +141,7 @@ func Sync(ctx context.Context, job Job) (Counts, error) {
 			cancel()
 			continue
 		}
-		total = total.Add(p.Counts)
+		total = total.Add(pb.progress.Counts)
 	}
 	readErr := <-readDone
 	if failErr != nil {
@@ -151,16 +153,27 @@ func Sync(ctx context.Context, job Job) (Counts, error) {
 	return total, nil
 }
 
-// writeBatch maps one source batch, writes it to the target with retries,
-// and returns the progress to commit.
-func writeBatch(ctx context.Context, job Job, b sdk.ReadBatch) (Progress, error) {
-	p := Progress{Checkpoint: b.Checkpoint, SourceConfig: b.UpdatedConfig}
-	if b.Diagnostics.HasError() {
-		return p, fmt.Errorf("source: %s", b.Diagnostics.Error())
+// prepared is one source batch mapped and ready to write.
+type prepared struct {
+	progress Progress
+	records  []sdk.WriteRecord
+	ids      map[string]string // ref -> source record id
+	err      error             // the source reported an error with this batch
+}
+
+// prepare maps one source batch into write records.
+func prepare(m *mapping.Mapper, b sdk.ReadBatch) *prepared {
+	pb := &prepared{
+		progress: Progress{Checkpoint: b.Checkpoint, SourceConfig: b.UpdatedConfig},
+		records:  make([]sdk.WriteRecord, 0, len(b.Records)),
+		ids:      make(map[string]string, len(b.Records)),
 	}
+	if b.Diagnostics.HasError() {
+		pb.err = fmt.Errorf("source: %s", b.Diagnostics.Error())
+		return pb
+	}
+	p := &pb.progress
 	p.Counts.Read = int64(len(b.Records))
-	pending := make([]sdk.WriteRecord, 0, len(b.Records))
-	ids := make(map[string]string, len(b.Records)) // ref -> source record id
 	for i, r := range b.Records {
 		if r.Deleted {
 			// One-way deletes need the link table to know the target's id;
@@ -168,22 +181,32 @@ func writeBatch(ctx context.Context, job Job, b sdk.ReadBatch) (Progress, error)
 			p.Counts.Skipped++
 			continue
 		}
-		fields, err := job.Mapper.Apply(r.Fields)
+		fields, err := m.Apply(r.Fields)
 		if err != nil {
 			p.Counts.Failed++
 			p.Failures = append(p.Failures, Failure{RecordID: r.ID, Status: "rejected", Message: err.Error()})
 			continue
 		}
 		ref := strconv.Itoa(i)
-		ids[ref] = r.ID
-		pending = append(pending, sdk.WriteRecord{Ref: ref, Fields: fields})
+		pb.ids[ref] = r.ID
+		pb.records = append(pb.records, sdk.WriteRecord{Ref: ref, Fields: fields})
 	}
+	return pb
+}
 
+// writeBatch writes a prepared batch to the target, retrying retryable
+// results, and adds the outcomes to its progress.
+func writeBatch(ctx context.Context, job Job, pb *prepared) error {
+	if pb.err != nil {
+		return pb.err
+	}
+	p := &pb.progress
+	pending := pb.records
 	delay := job.Retry.BaseDelay
 	for attempt := 1; len(pending) > 0; attempt++ {
 		resp, err := job.Target.Write(ctx, sdk.WriteRequest{Config: job.TargetConfig, Object: job.TargetObject, Records: pending})
 		if err != nil {
-			return p, fmt.Errorf("write %s: %w", job.TargetObject, err)
+			return fmt.Errorf("write %s: %w", job.TargetObject, err)
 		}
 		if resp.UpdatedConfig != nil {
 			p.TargetConfig = resp.UpdatedConfig
@@ -193,14 +216,14 @@ func writeBatch(ctx context.Context, job Job, b sdk.ReadBatch) (Progress, error)
 			if msg == "" {
 				msg = fmt.Sprintf("connector answered %d results for %d records", len(resp.Results), len(pending))
 			}
-			return p, fmt.Errorf("write %s: %s", job.TargetObject, msg)
+			return fmt.Errorf("write %s: %s", job.TargetObject, msg)
 		}
 		var retry []sdk.WriteRecord
 		var wait time.Duration
 		for i, res := range resp.Results {
 			rec := pending[i]
 			if res.Ref != rec.Ref {
-				return p, fmt.Errorf("write %s: result %d has ref %q, want %q", job.TargetObject, i, res.Ref, rec.Ref)
+				return fmt.Errorf("write %s: result %d has ref %q, want %q", job.TargetObject, i, res.Ref, rec.Ref)
 			}
 			switch res.Status {
 			case sdk.WriteOK:
@@ -223,7 +246,7 @@ func writeBatch(ctx context.Context, job Job, b sdk.ReadBatch) (Progress, error)
 					msg = "rejected by the target without a message"
 				}
 				p.Counts.Failed++
-				p.Failures = append(p.Failures, Failure{RecordID: ids[rec.Ref], Status: "rejected", Message: msg})
+				p.Failures = append(p.Failures, Failure{RecordID: pb.ids[rec.Ref], Status: "rejected", Message: msg})
 			}
 		}
 		pending = retry
@@ -231,15 +254,15 @@ func writeBatch(ctx context.Context, job Job, b sdk.ReadBatch) (Progress, error)
 			break
 		}
 		if attempt >= job.Retry.MaxAttempts {
-			return p, fmt.Errorf("write %s: %d records after %d attempts: %w", job.TargetObject, len(pending), attempt, ErrRetriesExhausted)
+			return fmt.Errorf("write %s: %d records after %d attempts: %w", job.TargetObject, len(pending), attempt, ErrRetriesExhausted)
 		}
 		wait = max(wait, delay)
 		delay = min(delay*2, job.Retry.MaxDelay)
 		if err := sleep(ctx, wait); err != nil {
-			return p, err
+			return err
 		}
 	}
-	return p, nil
+	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
