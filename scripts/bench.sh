@@ -18,8 +18,12 @@ go test -run '^$' -bench 'BenchmarkColdStart' -benchtime 20x ./host/connectors/ 
 echo "== one-way 100k sample -> postgres: plugins vs in-process (engine.Sync, no host bookkeeping)"
 go test -run '^$' -bench 'BenchmarkOneWay100k' -benchtime 3x -timeout 30m ./host/engine/ | tee "$out/oneway.txt"
 
-echo "== one-way 100k through the real host binary (records/s and host peak RSS)"
-go test -tags bench -count=1 -run 'TestBench' -v -timeout 30m ./host/e2e/ | grep -E 'BENCH|ok|FAIL' | tee "$out/host.txt"
+echo "== one-way through the real host binary: 100k three times, then 1M (records/s and host peak RSS)"
+: >"$out/host.txt"
+for n in 100000 100000 100000 1000000; do
+  SYNCHRON_BENCH_RECORDS=$n go test -tags bench -count=1 -run 'TestBenchOneWay' -v -timeout 30m ./host/e2e/ \
+    | grep -E 'BENCH|FAIL' | tee -a "$out/host.txt"
+done
 
 echo "== component benchmarks"
-go test -run '^$' -bench . -benchtime 1x ./host/mapping/ ./plugins/sample/... ./plugins/postgres/... | grep -E '^Benchmark|ok' | tee "$out/components.txt"
+go test -run '^$' -bench . ./host/mapping/ ./plugins/sample/... ./plugins/postgres/... | grep -E '^Benchmark|ok' | tee "$out/components.txt"
