@@ -102,6 +102,13 @@ CREATE TABLE retry_queue (
     -- The side the record was read from.
     side          text NOT NULL CHECK (side IN ('source', 'target')),
     record_id     text NOT NULL,
+    -- The record as read when it failed, so a retry needs no read by id;
+    -- a newer version read later replaces it.
+    fields        jsonb NOT NULL,
+    modified_at   timestamptz,
+    deleted       boolean NOT NULL DEFAULT false,
+    -- The run the record last failed in.
+    run_id        text,
     attempts      integer NOT NULL DEFAULT 1,
     next_retry_at timestamptz NOT NULL,
     last_error    text NOT NULL DEFAULT '',
