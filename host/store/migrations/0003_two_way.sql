@@ -31,6 +31,10 @@ CREATE TABLE links (
     target_values      jsonb NOT NULL DEFAULT '{}',
     source_modified_at timestamptz,
     target_modified_at timestamptz,
+    -- The matching keys of each side's record (normalized), so a new record
+    -- is never created twice next to an already linked one with its key.
+    source_key         text,
+    target_key         text,
     source_deleted     boolean NOT NULL DEFAULT false,
     target_deleted     boolean NOT NULL DEFAULT false,
     created_at         timestamptz NOT NULL DEFAULT now(),
@@ -41,6 +45,8 @@ CREATE TABLE links (
     FOREIGN KEY (account_id, workflow_id) REFERENCES workflows (account_id, id) ON DELETE CASCADE
 );
 CREATE INDEX links_workflow ON links (workflow_id, id);
+CREATE INDEX links_source_key ON links (workflow_id, source_key);
+CREATE INDEX links_target_key ON links (workflow_id, target_key);
 
 -- What happened to a linked record, run by run.
 CREATE TABLE link_history (
@@ -71,6 +77,11 @@ CREATE TABLE run_stage (
     deleted     boolean NOT NULL DEFAULT false,
     match_key   text,
     hash        text NOT NULL,
+    -- Set once the record is handled (written, skipped, or settled by the
+    -- other side's change winning a conflict).
+    done        boolean NOT NULL DEFAULT false,
+    -- Staged from the retry queue rather than read in this run.
+    retry       boolean NOT NULL DEFAULT false,
     PRIMARY KEY (run_id, side, record_id)
 );
 CREATE INDEX run_stage_key ON run_stage (run_id, side, match_key);
