@@ -14,6 +14,10 @@ const (
 	PrefixConnection = "con_"
 	PrefixWorkflow   = "wf_"
 	PrefixRun        = "run_"
+	PrefixLink       = "lnk_"
+	// PrefixPendingDelete names a deletion waiting for approval.
+	PrefixPendingDelete = "del_"
+	PrefixNotification  = "ntf_"
 )
 
 const idChars = 20 // 100 random bits

@@ -1,6 +1,8 @@
 // Package store owns every SQL statement of the host's customer data:
-// accounts, users, tokens, login attempts, connections, workflows, runs and
-// idempotency keys, and the numbered migrations that create them. Every
+// accounts, users, tokens, login attempts, connections, workflows, runs,
+// links and their history, pending deletes, notifications and idempotency
+// keys, and the numbered migrations that create them (the engine runs its own
+// statements on runs, links and checkpoints through DB). Every
 // function that reads or changes customer data takes the account id and
 // filters by it, so one account can never reach another's rows.
 package store

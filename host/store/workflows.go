@@ -22,6 +22,10 @@ const (
 
 	WorkflowActive = "active"
 	WorkflowPaused = "paused"
+
+	// DefaultDeleteThresholdPct is the share of linked records a run may
+	// delete before it stops deleting and raises a notice.
+	DefaultDeleteThresholdPct = 10.0
 )
 
 // Workflow is a flow of records of one object from a source connection to a
@@ -47,6 +51,14 @@ type Workflow struct {
 	NextRunAt       *time.Time `db:"next_run_at"`
 	// Cursor is the source checkpoint, written only by the engine.
 	Cursor []byte `db:"cursor"`
+	// TargetCursor is the target checkpoint of a two-way workflow, written
+	// only by the engine.
+	TargetCursor []byte `db:"target_cursor"`
+	// Filter selects the records that sync: a JSON object, nil when not set.
+	Filter []byte `db:"filter"`
+	// DeleteThresholdPct (0 to 100) is stored as given: callers apply
+	// DefaultDeleteThresholdPct.
+	DeleteThresholdPct float64 `db:"delete_threshold_pct"`
 	// Version counts the changes of the settings (not of the cursor).
 	Version   int       `db:"version"`
 	CreatedBy string    `db:"created_by"`
@@ -56,7 +68,7 @@ type Workflow struct {
 
 const workflowColumns = `id, account_id, name, source_connection_id, source_object, target_connection_id, target_object,
 	direction, mapping, match, conflict, deletes, write_back, interval_seconds, shared, status, next_run_at, cursor,
-	version, created_by, created_at, updated_at`
+	target_cursor, filter, delete_threshold_pct, version, created_by, created_at, updated_at`
 
 // CreateWorkflow inserts a workflow (w.ID is chosen when empty). ErrNotFound
 // if a connection is not the account's.
@@ -67,12 +79,12 @@ func (s *Store) CreateWorkflow(ctx context.Context, w Workflow) (Workflow, error
 	var out Workflow
 	err := s.db.GetContext(ctx, &out, `INSERT INTO workflows (id, account_id, name, source_connection_id, source_object,
 			target_connection_id, target_object, direction, mapping, match, conflict, deletes, write_back,
-			interval_seconds, shared, status, next_run_at, created_by)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+			interval_seconds, shared, status, next_run_at, created_by, filter, delete_threshold_pct)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
 		RETURNING `+workflowColumns,
 		w.ID, w.AccountID, w.Name, w.SourceConnectionID, w.SourceObject, w.TargetConnectionID, w.TargetObject,
 		w.Direction, []byte(w.Mapping), w.Match, w.Conflict, w.Deletes, w.WriteBack,
-		w.IntervalSeconds, w.Shared, w.Status, w.NextRunAt, w.CreatedBy)
+		w.IntervalSeconds, w.Shared, w.Status, w.NextRunAt, w.CreatedBy, w.Filter, w.DeleteThresholdPct)
 	if err != nil {
 		if code, _ := pgCode(err); code == pgForeignKeyViolation {
 			return Workflow{}, fmt.Errorf("store: create workflow: connection: %w", ErrNotFound)
@@ -115,7 +127,8 @@ func (s *Store) ListWorkflows(ctx context.Context, accountID string, opts ListOp
 }
 
 // UpdateWorkflow writes the user-editable settings of w (name, mapping,
-// match, conflict, deletes, write_back, interval, shared, next_run_at) if
+// match, conflict, deletes, write_back, filter, delete threshold, interval,
+// shared, next_run_at) if
 // its settings have not changed since it was read (w.Version): ErrConflict
 // otherwise. Connections, objects, direction, status and cursor are not
 // changed here.
@@ -123,10 +136,11 @@ func (s *Store) UpdateWorkflow(ctx context.Context, w Workflow, now time.Time) (
 	var out Workflow
 	err := s.db.GetContext(ctx, &out, `UPDATE workflows SET
 			name = $4, mapping = $5, match = $6, conflict = $7, deletes = $8, write_back = $9,
-			interval_seconds = $10, shared = $11, next_run_at = $12, updated_at = $13, version = version + 1
+			interval_seconds = $10, shared = $11, next_run_at = $12, updated_at = $13, filter = $14,
+			delete_threshold_pct = $15, version = version + 1
 		WHERE account_id = $1 AND id = $2 AND version = $3 RETURNING `+workflowColumns,
 		w.AccountID, w.ID, w.Version, w.Name, []byte(w.Mapping), w.Match, w.Conflict, w.Deletes, w.WriteBack,
-		w.IntervalSeconds, w.Shared, w.NextRunAt, now)
+		w.IntervalSeconds, w.Shared, w.NextRunAt, now, w.Filter, w.DeleteThresholdPct)
 	if err == nil {
 		return out, nil
 	}
