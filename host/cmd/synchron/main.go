@@ -24,6 +24,7 @@ import (
 	"github.com/synchron-io/synchron/host/api"
 	"github.com/synchron-io/synchron/host/connectors"
 	"github.com/synchron-io/synchron/host/engine"
+	"github.com/synchron-io/synchron/host/scheduler"
 	"github.com/synchron-io/synchron/host/secrets"
 	"github.com/synchron-io/synchron/host/store"
 )
@@ -49,6 +50,9 @@ environment:
   SYNCHRON_ADMIN_TOKEN  bearer token of the operator API under /admin (empty: disabled)
   SYNCHRON_TRUSTED_PROXIES  comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed
   SYNCHRON_WORKERS      runs executed at once by this host (default 4)
+  SYNCHRON_RUN_LEASE    how long a run stays this host's without a heartbeat; another host takes
+                        it over after that (Go duration, default 30s)
+  SYNCHRON_SCHEDULER    on or off: enqueue runs of due workflows on this host (default on)
   SYNCHRON_LOG_LEVEL    trace, debug, info, warn, error (default info)
   SYNCHRON_LOG_FORMAT   json or text (default json)`
 
@@ -66,6 +70,10 @@ type config struct {
 	TrustedProxies []string
 	// PasswordCost is the bcrypt cost of password hashes (default 12; tests lower it).
 	PasswordCost int
+	// RunLease is the run lease of the executor (engine.Options.Lease).
+	RunLease time.Duration
+	// Scheduler: this host enqueues runs of due workflows (SYNCHRON_SCHEDULER).
+	Scheduler bool
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -78,6 +86,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LogJSON:      getenv("SYNCHRON_LOG_FORMAT") != "text",
 		Workers:      4,
 		PasswordCost: 12,
+		RunLease:     30 * time.Second,
+		Scheduler:    true,
 	}
 	if c.DatabaseURL == "" {
 		return c, errors.New("DATABASE_URL is not set: give the PostgreSQL URL (make run starts a local one)")
@@ -97,6 +107,20 @@ func loadConfig(getenv func(string) string) (config, error) {
 			return c, fmt.Errorf("SYNCHRON_WORKERS=%q: give a number from 1 to 256", w)
 		}
 		c.Workers = n
+	}
+	if l := getenv("SYNCHRON_RUN_LEASE"); l != "" {
+		d, err := time.ParseDuration(l)
+		if err != nil || d < time.Second {
+			return c, fmt.Errorf("SYNCHRON_RUN_LEASE=%q: give a Go duration of at least 1s, e.g. 30s", l)
+		}
+		c.RunLease = d
+	}
+	switch v := getenv("SYNCHRON_SCHEDULER"); v {
+	case "", "on":
+	case "off":
+		c.Scheduler = false
+	default:
+		return c, fmt.Errorf("SYNCHRON_SCHEDULER=%q: give on or off", v)
 	}
 	for _, p := range strings.Split(getenv("SYNCHRON_TRUSTED_PROXIES"), ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -183,7 +207,7 @@ func serve(ctx context.Context, cfg config, logger hclog.Logger, st *store.Store
 		}
 	}()
 
-	exec := engine.NewExecutor(st.DB(), manager, box, logger, engine.Options{Workers: cfg.Workers})
+	exec := engine.NewExecutor(st.DB(), manager, box, logger, engine.Options{Workers: cfg.Workers, Lease: cfg.RunLease})
 	exec.Start(ctx)
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -192,6 +216,22 @@ func serve(ctx context.Context, cfg config, logger hclog.Logger, st *store.Store
 			logger.Warn("stop engine", "error", err)
 		}
 	}()
+	if cfg.Scheduler {
+		// Started after the executor, stopped (deferred) before it.
+		enqueued := prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "synchron_scheduler_runs_enqueued_total", Help: "Runs of due workflows enqueued by this host's scheduler.",
+		})
+		metrics.MustRegister(enqueued)
+		sched := scheduler.New(st.DB(), logger, scheduler.Options{OnEnqueued: func(n int) { enqueued.Add(float64(n)) }})
+		sched.Start(ctx)
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := sched.Stop(sctx); err != nil {
+				logger.Warn("stop scheduler", "error", err)
+			}
+		}()
+	}
 
 	handler := api.New(api.Deps{
 		Store: st, Registry: manager, Runner: exec, Secrets: box, AdminToken: cfg.AdminToken,
