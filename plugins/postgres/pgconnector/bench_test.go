@@ -43,21 +43,34 @@ func contactBatch(start, n, version int, withUpdatedAt bool) []sdk.WriteRecord {
 
 // BenchmarkWrite upserts batches of 1000 contacts: new rows (insert), the
 // same rows with every value changed (update), and the same rows again
-// (unchanged). records/s counts records written by Write in process.
+// (unchanged); then with deleted_column set, updates (whose upsert also
+// un-deletes) and soft deletes of 1000 live rows. records/s counts records
+// written by Write in process.
 func BenchmarkWrite(b *testing.B) {
-	for _, mode := range []string{"insert", "update", "unchanged", "insert_auto_updated_at"} {
+	for _, mode := range []string{"insert", "update", "unchanged", "insert_auto_updated_at", "update_deleted_column", "soft_delete"} {
 		b.Run(mode, func(b *testing.B) {
-			url, _ := newDB(b, contactsTable)
+			soft := mode == "update_deleted_column" || mode == "soft_delete"
+			setup := []string{contactsTable}
+			if soft {
+				setup = append(setup, `ALTER TABLE contacts ADD COLUMN deleted_at timestamptz`)
+			}
+			url, _ := newDB(b, setup...)
 			c := newConn(b)
-			cfg := config(b, map[string]any{"url": url, "table": "contacts", "primary_key": "id", "updated_at_column": "updated_at"})
+			m := map[string]any{"url": url, "table": "contacts", "primary_key": "id", "updated_at_column": "updated_at"}
+			if soft {
+				m["deleted_column"] = "deleted_at"
+			}
+			cfg := config(b, m)
 			const n = 1000
 			withUpdatedAt := mode != "insert_auto_updated_at"
 			want := sdk.ActionCreated
 			switch mode {
-			case "update":
+			case "update", "update_deleted_column":
 				want = sdk.ActionUpdated
 			case "unchanged":
 				want = sdk.ActionUnchanged
+			case "soft_delete":
+				want = sdk.ActionDeleted
 			}
 			if mode != "insert" && mode != "insert_auto_updated_at" {
 				write(b, c, cfg, "contacts", contactBatch(0, n, 0, withUpdatedAt)...)
@@ -74,6 +87,13 @@ func BenchmarkWrite(b *testing.B) {
 					version = 0
 				}
 				batch := contactBatch(start, n, version, withUpdatedAt)
+				if mode == "soft_delete" {
+					// Un-delete the rows (untimed), then delete them.
+					write(b, c, cfg, "contacts", batch...)
+					for j := range batch {
+						batch[j] = sdk.WriteRecord{Ref: batch[j].Ref, ID: fmt.Sprintf("c_%08d", j), Delete: true}
+					}
+				}
 				batches = append(batches[:0], batch)
 				b.StartTimer()
 				resp, err := c.Write(context.Background(), sdk.WriteRequest{Config: cfg, Object: "contacts", Records: batch})

@@ -92,6 +92,9 @@ type table struct {
 	pk      column
 	// updatedAt is the updated-at column; nil when not configured.
 	updatedAt *column
+	// deleted is the soft-delete column (timestamp or boolean); nil when not
+	// configured.
+	deleted *column
 	// Privileges of the user: SELECT on the whole table (reads select every
 	// column), INSERT and UPDATE on the table or some of its columns, DELETE.
 	canSelect bool
@@ -240,7 +243,55 @@ func inspect(ctx context.Context, db *sql.DB, cfg Config) (*table, sdk.Diagnosti
 			t.updatedAt = &u
 		}
 	}
+	if cfg.DeletedColumn != "" {
+		d, ok := t.column(cfg.DeletedColumn)
+		isTime := d.baseOID == oidTimestamp || d.baseOID == oidTimestampTZ
+		switch {
+		case !ok:
+			diags = append(diags, sdk.Errorf(keyDeletedColumn, fmt.Sprintf("column %q not found in table %q", cfg.DeletedColumn, cfg.Table),
+				"columns: "+t.columnNames()+"; leave deleted_column out for hard deletes"))
+		case !isTime && d.baseOID != oidBool:
+			diags = append(diags, sdk.Errorf(keyDeletedColumn, fmt.Sprintf("column %q is of type %s, not a timestamp or a boolean", cfg.DeletedColumn, d.sqlType),
+				"choose a timestamp or timestamptz column (deleted when not NULL) or a boolean column (deleted when true), or leave deleted_column out for hard deletes"))
+		case d.generated:
+			diags = append(diags, sdk.Errorf(keyDeletedColumn, fmt.Sprintf("column %q is a generated column", cfg.DeletedColumn),
+				"deletes set the soft-delete column: name the column it is generated from"))
+		case isTime && d.notNull:
+			diags = append(diags, sdk.Errorf(keyDeletedColumn, fmt.Sprintf("column %q is NOT NULL: a timestamp soft-delete column marks live rows with NULL", cfg.DeletedColumn),
+				fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL", t.qname, quoteIdent(d.name))))
+		default:
+			t.deleted = &d
+		}
+	}
 	return t, diags, nil
+}
+
+// deletedSQL is the condition "the row of alias d is soft-deleted": a
+// timestamp is set, a boolean is true (NULL is not deleted).
+func (t *table) deletedSQL(d string) string {
+	q := d + "." + quoteIdent(t.deleted.name)
+	if t.deleted.baseOID == oidBool {
+		return q + " IS TRUE"
+	}
+	return q + " IS NOT NULL"
+}
+
+// deleteValueSQL is what a delete sets the column to.
+func (t *table) deleteValueSQL() string {
+	if t.deleted.baseOID == oidBool {
+		return "true"
+	}
+	return "now()"
+}
+
+// undeleteValueSQL is what an upsert sets the column of the existing row
+// (alias d) to: NULL for a timestamp; false for a boolean that is true, leaving NULL
+// as it is (a live row whose flag is NULL does not change).
+func (t *table) undeleteValueSQL(d string) string {
+	if t.deleted.baseOID == oidBool {
+		return fmt.Sprintf("CASE WHEN %[1]s.%[2]s THEN false ELSE %[1]s.%[2]s END", d, quoteIdent(t.deleted.name))
+	}
+	return "NULL"
 }
 
 func firstByte(s string) byte {
@@ -280,13 +331,15 @@ func (t *table) object(name string) sdk.Object {
 			desc += ", unique key"
 		case t.updatedAt != nil && c.name == t.updatedAt.name:
 			desc += ", updated-at column (set to the time of the write when a write does not carry it)"
+		case t.deleted != nil && c.name == t.deleted.name:
+			desc += ", soft-delete column (set by deletes, cleared by writes that do not carry it)"
 		case c.generated:
 			desc += ", generated column (ignored by writes)"
 		}
 		fields[i] = sdk.Field{
 			Name:        c.name,
 			Type:        c.fieldType(),
-			Required:    c.notNull && !c.hasDefault && !(t.updatedAt != nil && c.name == t.updatedAt.name),
+			Required:    c.notNull && !c.hasDefault && !t.setByConnector(c.name),
 			ReadOnly:    c.generated,
 			Description: desc,
 		}
@@ -299,5 +352,12 @@ func (t *table) object(name string) sdk.Object {
 		Readable:    true,
 		Writable:    true,
 		Incremental: t.updatedAt != nil,
+		Deletes:     t.deleted != nil,
 	}
+}
+
+// setByConnector reports whether writes set the column when a record does
+// not carry it: the updated-at and soft-delete columns.
+func (t *table) setByConnector(name string) bool {
+	return t.updatedAt != nil && name == t.updatedAt.name || t.deleted != nil && name == t.deleted.name
 }

@@ -232,7 +232,7 @@ func TestWebhookAndSpec(t *testing.T) {
 	if err := json.Unmarshal(spec.ConfigSchema, &schema); err != nil {
 		t.Fatalf("config schema: %v", err)
 	}
-	if strings.Join(schema.Required, ",") != "url,table,primary_key" || schema.AdditionalProperties || len(schema.Properties) != 5 {
+	if strings.Join(schema.Required, ",") != "url,table,primary_key" || schema.AdditionalProperties || len(schema.Properties) != 6 {
 		t.Fatalf("config schema: required %v, additionalProperties %v, %d properties", schema.Required, schema.AdditionalProperties, len(schema.Properties))
 	}
 }
@@ -260,14 +260,16 @@ func TestStop(t *testing.T) {
 // TestPrivileges connects as a role with limited privileges: reads need
 // SELECT on the table (an error in Check without it), writes without INSERT
 // or DELETE are rejected at once with a clear message, and missing write
-// privileges are a warning.
+// privileges are a warning. Soft deletes need UPDATE, not DELETE.
 func TestPrivileges(t *testing.T) {
 	t.Parallel()
 	url, db := newDB(t,
 		`CREATE TABLE open_t (id int PRIMARY KEY, v text)`,
-		`CREATE TABLE read_only (id int PRIMARY KEY, v text)`,
+		`CREATE TABLE read_only (id int PRIMARY KEY, v text, deleted_at timestamptz)`,
 		`CREATE TABLE closed (id int PRIMARY KEY, v text)`,
+		`CREATE TABLE no_delete (id int PRIMARY KEY, v text, deleted_at timestamptz)`,
 		`INSERT INTO read_only VALUES (1, 'a')`,
+		`INSERT INTO no_delete VALUES (1, 'a')`,
 	)
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -286,6 +288,7 @@ func TestPrivileges(t *testing.T) {
 	})
 	mustExec(t, db, `GRANT SELECT, INSERT, UPDATE, DELETE ON open_t TO `+role)
 	mustExec(t, db, `GRANT SELECT ON read_only TO `+role)
+	mustExec(t, db, `GRANT SELECT, INSERT, UPDATE ON no_delete TO `+role)
 	roleURL := strings.Replace(url, "postgres@", role+"@", 1)
 	c := newConn(t)
 	cfg := func(table string) json.RawMessage {
@@ -315,5 +318,28 @@ func TestPrivileges(t *testing.T) {
 	resp = write(t, c, cfg("open_t"), "open_t", rec(`{"id": 2, "v": "b"}`))
 	if got := summary(resp.Results); got[0] != "created 2" {
 		t.Errorf("write to open_t: %v", got)
+	}
+
+	// Without DELETE: hard deletes are refused, soft deletes work.
+	if d := check("no_delete"); d.HasError() || len(d) != 1 || !strings.Contains(d[0].Summary, "may not DELETE") {
+		t.Errorf("no_delete: diagnostics %+v, want one warning about DELETE", d)
+	}
+	resp = write(t, c, cfg("no_delete"), "no_delete", sdk.WriteRecord{ID: "1", Delete: true})
+	if got := summary(resp.Results); !strings.Contains(got[0], "may not DELETE") {
+		t.Errorf("hard delete from no_delete: %v", got)
+	}
+	soft := config(t, map[string]any{"url": roleURL, "table": "no_delete", "primary_key": "id", "deleted_column": "deleted_at"})
+	if resp, err := c.Check(context.Background(), sdk.CheckRequest{Config: soft}); err != nil || len(resp.Diagnostics) != 0 {
+		t.Errorf("no_delete with deleted_column: diagnostics %+v (%v), want none", resp.Diagnostics, err)
+	}
+	resp = write(t, c, soft, "no_delete", sdk.WriteRecord{ID: "1", Delete: true})
+	if got := summary(resp.Results); got[0] != "deleted 1" {
+		t.Errorf("soft delete from no_delete: %v", got)
+	}
+	// Soft deletes without UPDATE are refused up front.
+	softRO := config(t, map[string]any{"url": roleURL, "table": "read_only", "primary_key": "id", "deleted_column": "deleted_at"})
+	resp = write(t, c, softRO, "read_only", sdk.WriteRecord{ID: "1", Delete: true})
+	if got := summary(resp.Results); !strings.Contains(got[0], "may not UPDATE") {
+		t.Errorf("soft delete from read_only: %v", got)
 	}
 }

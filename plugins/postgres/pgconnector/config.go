@@ -20,6 +20,7 @@ const (
 	keyPrimaryKey      = "primary_key"
 	keyUpdatedAtColumn = "updated_at_column"
 	keyReadLagSeconds  = "read_lag_seconds"
+	keyDeletedColumn   = "deleted_column"
 )
 
 // MaxReadLagSeconds bounds read_lag_seconds (one day).
@@ -60,6 +61,11 @@ const configSchema = `{
       "maximum": 86400,
       "default": 0,
       "description": "Incremental reads skip rows whose updated_at is less than this many seconds old, so that transactions still in flight when a read runs are not skipped for good. 0 reads everything committed before the read started."
+    },
+    "deleted_column": {
+      "type": "string",
+      "minLength": 1,
+      "description": "Optional soft-delete column: a timestamp or timestamptz (deleted when not NULL) or a boolean (deleted when true). Reads report such rows as deleted; deletes set it (and updated_at_column) instead of removing the row; upserts clear it. Whoever soft-deletes a row must also bump updated_at_column for incremental reads to see it."
     }
   }
 }`
@@ -79,10 +85,16 @@ type Config struct {
 	UpdatedAtColumn string
 	// ReadLagSeconds is the safety lag of incremental reads.
 	ReadLagSeconds int
+	// DeletedColumn is the soft-delete column, "" for none (hard deletes,
+	// and reads never report deletes).
+	DeletedColumn string
 }
 
 // Incremental reports whether reads are incremental (updated_at_column set).
 func (c Config) Incremental() bool { return c.UpdatedAtColumn != "" }
+
+// SoftDeletes reports whether deletes are soft (deleted_column set).
+func (c Config) SoftDeletes() bool { return c.DeletedColumn != "" }
 
 // tableRef is the table as a regclass literal: each part quoted.
 func (c Config) tableRef() string {
@@ -167,12 +179,30 @@ func ParseConfig(raw json.RawMessage) (Config, sdk.Diagnostics) {
 				break
 			}
 			cfg.ReadLagSeconds = n
+		case keyDeletedColumn:
+			if string(bytes.TrimSpace(v)) == "null" {
+				break // same as absent
+			}
+			s, ok := stringValue(v)
+			if !ok {
+				diags = append(diags, sdk.Errorf(k, "deleted_column must be a non-empty string", "the name of a soft-delete column (timestamp or boolean), e.g. deleted_at; leave it out for hard deletes"))
+				break
+			}
+			cfg.DeletedColumn = s
 		default:
-			diags = append(diags, sdk.Errorf(k, fmt.Sprintf("unknown config key %q", k), "allowed keys: url, table, primary_key, updated_at_column, read_lag_seconds"))
+			diags = append(diags, sdk.Errorf(k, fmt.Sprintf("unknown config key %q", k), "allowed keys: url, table, primary_key, updated_at_column, read_lag_seconds, deleted_column"))
 		}
 	}
 	if cfg.UpdatedAtColumn != "" && cfg.UpdatedAtColumn == cfg.PrimaryKey {
 		diags = append(diags, sdk.Errorf(keyUpdatedAtColumn, "updated_at_column must differ from primary_key", ""))
+	}
+	switch {
+	case cfg.DeletedColumn == "":
+	case cfg.DeletedColumn == cfg.PrimaryKey:
+		diags = append(diags, sdk.Errorf(keyDeletedColumn, "deleted_column must differ from primary_key", ""))
+	case cfg.DeletedColumn == cfg.UpdatedAtColumn:
+		diags = append(diags, sdk.Errorf(keyDeletedColumn, "deleted_column must differ from updated_at_column",
+			"the updated-at column changes on every update; the soft-delete column says whether the row is deleted"))
 	}
 	return cfg, diags
 }

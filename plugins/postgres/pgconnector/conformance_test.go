@@ -11,8 +11,9 @@ import (
 )
 
 // TestConformance runs the SDK's conformance kit on an incremental config
-// (bigint key, timestamptz updated-at with NULLs and ties) and on a full-scan
-// config (text key). Not parallel: the kit's leak check sees the whole
+// (bigint key, timestamptz updated-at with NULLs and ties), on a full-scan
+// config (text key), and on an incremental config with soft deletes (some
+// rows soft-deleted). Not parallel: the kit's leak check sees the whole
 // process, so no other test of the package may run alongside.
 func TestConformance(t *testing.T) {
 	setup := []string{
@@ -29,6 +30,14 @@ func TestConformance(t *testing.T) {
 		`CREATE INDEX ON app.people (updated_at, id)`,
 		`CREATE TABLE codes (code text PRIMARY KEY, label varchar(40), amount numeric(10,2), active boolean DEFAULT true)`,
 		`CREATE VIEW people_view AS SELECT * FROM app.people`,
+		`CREATE TABLE app.members (
+			id bigint PRIMARY KEY,
+			name text NOT NULL,
+			joined date,
+			updated_at timestamptz NOT NULL DEFAULT now(),
+			archived boolean NOT NULL DEFAULT false
+		)`,
+		`CREATE INDEX ON app.members (updated_at, id)`,
 	}
 	url, db := newDB(t, setup...)
 	badURL := strings.Replace(url, "postgres@", "no_such_role:s3cr3t-pw@", 1)
@@ -79,6 +88,38 @@ func TestConformance(t *testing.T) {
 			},
 			NewRecord: func(i int) json.RawMessage {
 				return json.RawMessage(fmt.Sprintf(`{"id": %d, "name": "written %d", "score": %d, "tags": ["a", "b"], "meta": {"n": %d}}`, 1000+i, i, i, i))
+			},
+		})
+	})
+
+	t.Run("soft_delete", func(t *testing.T) {
+		soft := map[string]any{"url": url, "table": "app.members", "primary_key": "id", "updated_at_column": "updated_at", "deleted_column": "archived"}
+		with := func(k string, v any) json.RawMessage {
+			m := map[string]any{}
+			for k, v := range soft {
+				m[k] = v
+			}
+			m[k] = v
+			return config(t, m)
+		}
+		conformance.Run(t, conformance.Suite{
+			New:    func(t *testing.T) sdk.Connector { return newConn(t) },
+			Config: config(t, soft),
+			BadConfigs: map[string]json.RawMessage{
+				"deleted_column missing":       with("deleted_column", "deleted_at"),
+				"deleted_column not a flag":    with("deleted_column", "joined"),
+				"deleted_column is updated_at": with("deleted_column", "updated_at"),
+			},
+			Object:     "app.members",
+			MinRecords: 20,
+			Seed: func(t *testing.T, n int) {
+				// Every third member archived; timestamps shared by many.
+				mustExec(t, db, `INSERT INTO app.members (id, name, joined, updated_at, archived)
+					SELECT i, 'member ' || i, date '2020-01-01' + i, timestamptz '2025-01-01 00:00:00+00' + (i % 4) * interval '1 second', i % 3 = 0
+					FROM generate_series(1, $1) AS i`, n)
+			},
+			NewRecord: func(i int) json.RawMessage {
+				return json.RawMessage(fmt.Sprintf(`{"id": %d, "name": "written %d"}`, 1000+i, i))
 			},
 		})
 	})

@@ -163,8 +163,8 @@ func (c *Connector) close(s *session, discard bool) {
 }
 
 // Check implements sdk.Connector: it validates the config, connects (bounded
-// by the connect timeout), and checks the table, the key column and the
-// updated-at column.
+// by the connect timeout), and checks the table, the key column, the
+// updated-at column and the soft-delete column.
 func (c *Connector) Check(ctx context.Context, req sdk.CheckRequest) (*sdk.CheckResponse, error) {
 	cfg, diags := ParseConfig(req.Config)
 	if diags.HasError() {
@@ -201,7 +201,8 @@ func (c *Connector) Check(ctx context.Context, req sdk.CheckRequest) (*sdk.Check
 }
 
 // checkWarnings reports what works but deserves attention: missing write
-// privileges, a nullable key, no index for incremental reads.
+// privileges (DELETE is not needed with soft deletes), a nullable key, no
+// index for incremental reads.
 func (c *Connector) checkWarnings(ctx context.Context, db *sql.DB, cfg Config, t *table) sdk.Diagnostics {
 	var diags sdk.Diagnostics
 	warn := func(attr, summary, detail string) {
@@ -212,7 +213,7 @@ func (c *Connector) checkWarnings(ctx context.Context, db *sql.DB, cfg Config, t
 		name string
 		ok   bool
 	}{{"INSERT", t.canInsert}, {"UPDATE", t.canUpdate}, {"DELETE", t.canDelete}} {
-		if !p.ok {
+		if !p.ok && !(p.name == "DELETE" && t.deleted != nil) { // soft deletes UPDATE
 			missing = append(missing, p.name)
 		}
 	}

@@ -203,6 +203,10 @@ func (r *reader) query(ph phase) (string, []any) {
 		args = append(args, v)
 		return fmt.Sprintf("$%d", len(args))
 	}
+	if t.deleted != nil {
+		b.WriteString(", ")
+		b.WriteString(t.deletedSQL("r"))
+	}
 	if t.updatedAt == nil {
 		fmt.Fprintf(&b, " FROM %s AS r WHERE %s IS NOT NULL", t.qname, pk)
 		if r.cur.K != nil {
@@ -244,21 +248,25 @@ func (r *reader) page(ctx context.Context, query string, args []any) ([]sdk.Reco
 	incremental := r.s.table.updatedAt != nil
 	recs := make([]sdk.Record, 0, r.limit)
 	var (
-		fields []byte
-		key, u string
-		micros sql.NullInt64
+		fields  []byte
+		key, u  string
+		micros  sql.NullInt64
+		deleted bool
 	)
+	// The columns of query: fields, key, [deleted], [updated-at, micros].
+	dest := []any{&fields, &key}
+	if r.s.table.deleted != nil {
+		dest = append(dest, &deleted)
+	}
+	if incremental {
+		dest = append(dest, &u, &micros)
+	}
 	for rows.Next() {
 		fields = nil // a fresh slice per row: the record keeps it
-		if incremental {
-			err = rows.Scan(&fields, &key, &u, &micros)
-		} else {
-			err = rows.Scan(&fields, &key)
-		}
-		if err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return nil, err
 		}
-		rec := sdk.Record{ID: key, Fields: fields}
+		rec := sdk.Record{ID: key, Fields: fields, Deleted: deleted}
 		if micros.Valid {
 			rec.UpdatedAt = time.UnixMicro(micros.Int64).UTC()
 		}

@@ -109,11 +109,16 @@ type writer struct {
 	// done marks results already final (rejected before or during the
 	// transaction); the others become retryable if the transaction fails.
 	done []bool
+	// unchanged are the upsert units of this attempt that the conditional
+	// upsert did not return: their rows are read back (readBack) for the
+	// results' Fields.
+	unchanged []*unit
 }
 
 // Write implements sdk.Connector: deletes, then upserts by key in one
-// statement per set of columns, all in one transaction. See the package
-// docs and docs.md for the exact semantics.
+// statement per set of columns, all in one transaction (with deleted_column:
+// upserts, then soft deletes). OK results of upserts carry the row as stored.
+// See the package docs and docs.md for the exact semantics.
 func (c *Connector) Write(ctx context.Context, req sdk.WriteRequest) (*sdk.WriteResponse, error) {
 	n := len(req.Records)
 	resp := &sdk.WriteResponse{Results: make([]sdk.WriteResult, n)}
@@ -186,6 +191,7 @@ func rejectAll(results []sdk.WriteResult, msg string) {
 		results[i].Status = sdk.WriteRejected
 		results[i].Action = 0
 		results[i].Message = msg
+		results[i].Fields = nil
 	}
 }
 
@@ -199,6 +205,7 @@ func retryAll(results []sdk.WriteResult, done []bool, msg string, after time.Dur
 		results[i].Action = 0
 		results[i].RetryAfter = after
 		results[i].Message = msg
+		results[i].Fields = nil
 	}
 }
 
@@ -207,15 +214,18 @@ func (w *writer) reject(idx int, msg string) {
 	w.results[idx].Action = 0
 	w.results[idx].ID = ""
 	w.results[idx].Message = msg
+	w.results[idx].Fields = nil
 	w.done[idx] = true
 }
 
-func (w *writer) ok(o *op, action sdk.WriteAction, key string, msg string) {
+// ok sets a record's result; fields is the row as stored (nil for deletes).
+func (w *writer) ok(o *op, action sdk.WriteAction, key string, msg string, fields json.RawMessage) {
 	r := &w.results[o.idx]
 	r.Status = sdk.WriteOK
 	r.Action = action
 	r.ID = key
 	r.Message = msg
+	r.Fields = fields
 }
 
 // run validates the records and applies them in one transaction. An error
@@ -248,20 +258,32 @@ func (w *writer) attempt(ctx context.Context, ops []*op, careful bool) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	w.tx, w.careful = tx, careful
+	w.tx, w.careful, w.unchanged = tx, careful, w.unchanged[:0]
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 
 	if err := w.canonicalize(ctx, ops); err != nil {
 		return err
 	}
+	// Hard deletes run first, so that an upsert after a delete of its key
+	// recreates the row. Soft deletes run last: an upsert before the delete
+	// of its key is written, then the row is soft-deleted (see units).
+	soft := w.s.table.deleted != nil
 	deletes, upserts := w.units(ops)
-	if len(deletes) > 0 {
+	if len(deletes) > 0 && !soft {
 		if err := w.apply(ctx, deletes, w.execDelete); err != nil {
 			return err
 		}
 	}
 	for _, group := range groupByColumns(upserts) {
 		if err := w.apply(ctx, group, w.execUpsert); err != nil {
+			return err
+		}
+	}
+	if err := w.readBack(ctx); err != nil {
+		return err
+	}
+	if len(deletes) > 0 && soft {
+		if err := w.apply(ctx, deletes, w.execDelete); err != nil {
 			return err
 		}
 	}
@@ -318,7 +340,10 @@ func (w *writer) validate(records []sdk.WriteRecord) []*op {
 			}
 		}
 		switch {
-		case rec.Delete && !t.canDelete:
+		case rec.Delete && t.deleted != nil && !t.canUpdate:
+			w.reject(i, fmt.Sprintf("the user in url may not UPDATE table %s (deletes set deleted_column %q)", t.qname, t.deleted.name))
+			continue
+		case rec.Delete && t.deleted == nil && !t.canDelete:
 			w.reject(i, fmt.Sprintf("the user in url may not DELETE from table %s", t.qname))
 			continue
 		case !rec.Delete && !t.canInsert:
@@ -513,6 +538,12 @@ func (w *writer) canonicalize(ctx context.Context, ops []*op) error {
 //   - the last delete, with the ops before it, is one delete unit.
 //
 // Deletes run before upserts, so "delete then upsert" recreates the row.
+//
+// Soft deletes keep the row, so every upsert of the key counts: they are
+// merged into one upsert unit, and when the key's last op is a delete, a
+// delete unit of the deletes runs after the upserts. When an upsert comes
+// last, the deletes before it are superseded and share the upsert's unit
+// (which un-deletes the row).
 func (w *writer) units(ops []*op) (deletes, upserts []*unit) {
 	byKey := make(map[string][]*op, len(ops))
 	var order []string
@@ -533,6 +564,28 @@ func (w *writer) units(ops []*op) (deletes, upserts []*unit) {
 			if o.del {
 				last = i
 			}
+		}
+		if w.s.table.deleted != nil && last >= 0 {
+			var ups, dels []*op
+			for _, o := range kops {
+				if o.del {
+					dels = append(dels, o)
+				} else {
+					ups = append(ups, o)
+				}
+			}
+			switch {
+			case last == len(kops)-1:
+				if len(ups) > 0 {
+					upserts = append(upserts, w.mergeUpserts(key, ups))
+				}
+				deletes = append(deletes, &unit{key: key, del: true, ops: dels})
+			default:
+				u := w.mergeUpserts(key, ups)
+				u.ops = kops
+				upserts = append(upserts, u)
+			}
+			continue
 		}
 		if last >= 0 {
 			deletes = append(deletes, &unit{key: key, del: true, ops: kops[:last+1]})
@@ -663,7 +716,14 @@ func (w *writer) rejectUnit(u *unit, err error) {
 	}
 }
 
-// execDelete deletes the units' keys.
+// execDelete deletes the units' keys: DELETE, or with a soft-delete column
+//
+//	UPDATE t SET deleted = now() | true, updated_at = clock_timestamp()
+//	WHERE key IN (...) AND deleted IS NULL | IS NOT TRUE
+//	RETURNING key::text
+//
+// so that a row already soft-deleted keeps its deletion time and its
+// updated-at (and answers unchanged).
 func (w *writer) execDelete(ctx context.Context, units []*unit) error {
 	t := w.s.table
 	keys := make([]string, len(units))
@@ -673,7 +733,15 @@ func (w *writer) execDelete(ctx context.Context, units []*unit) error {
 	pk := "t." + quoteIdent(t.pk.name)
 	query := fmt.Sprintf("DELETE FROM %s AS t WHERE %s IN (SELECT x::%s FROM unnest($1::text[]) AS x) RETURNING %s::text",
 		t.qname, pk, t.pk.sqlType, pk)
-	deleted, err := w.returnedKeys(ctx, query, pq.Array(keys))
+	if d := t.deleted; d != nil {
+		set := quoteIdent(d.name) + " = " + t.deleteValueSQL()
+		if u := t.updatedAt; u != nil && !u.generated {
+			set += ", " + quoteIdent(u.name) + " = clock_timestamp()"
+		}
+		query = fmt.Sprintf("UPDATE %s AS t SET %s WHERE %s IN (SELECT x::%s FROM unnest($1::text[]) AS x) AND NOT (%s) RETURNING %s::text",
+			t.qname, set, pk, t.pk.sqlType, t.deletedSQL("t"), pk)
+	}
+	deleted, err := w.returnedRows(ctx, query, len(units), pq.Array(keys))
 	if err != nil {
 		return err
 	}
@@ -687,7 +755,7 @@ func (w *writer) execDelete(ctx context.Context, units []*unit) error {
 			if !o.del || i < len(u.ops)-1 {
 				msg = "superseded by a later delete of the same key in this batch"
 			}
-			w.ok(o, action, u.key, msg)
+			w.ok(o, action, u.key, msg, nil)
 		}
 	}
 	return nil
@@ -708,21 +776,59 @@ func (w *writer) execUpsert(ctx context.Context, units []*unit) error {
 		buf = append(buf, u.fields...)
 	}
 	buf = append(buf, ']')
-	returned, err := w.returnedKeys(ctx, w.upsertSQL(units[0].cols), string(buf))
+	returned, err := w.returnedRows(ctx, w.upsertSQL(units[0].cols), len(units), string(buf))
 	if err != nil {
 		return err
 	}
 	for _, u := range units {
 		action := sdk.ActionUnchanged
-		if inserted, ok := returned[u.key]; ok {
+		row, ok := returned[u.key]
+		switch {
+		case !ok:
+			w.unchanged = append(w.unchanged, u)
+		case row.inserted:
+			action = sdk.ActionCreated
+		default:
 			action = sdk.ActionUpdated
-			if inserted {
-				action = sdk.ActionCreated
-			}
 		}
-		for _, o := range u.ops {
-			w.ok(o, action, u.key, "")
+		w.okUpsert(u, action, row.fields)
+	}
+	return nil
+}
+
+// okUpsert sets the results of an upsert unit's records.
+func (w *writer) okUpsert(u *unit, action sdk.WriteAction, fields json.RawMessage) {
+	for _, o := range u.ops {
+		msg := ""
+		if o.del {
+			msg = "superseded by a later upsert of the same key in this batch"
 		}
+		w.ok(o, action, u.key, msg, fields)
+	}
+}
+
+// readBack reads the rows of the unchanged upserts, in one statement, for
+// their results' Fields: the conditional upsert does not return them.
+func (w *writer) readBack(ctx context.Context) error {
+	if len(w.unchanged) == 0 {
+		return nil
+	}
+	t := w.s.table
+	keys := make([]string, len(w.unchanged))
+	for i, u := range w.unchanged {
+		keys[i] = u.key
+	}
+	pk := "t." + quoteIdent(t.pk.name)
+	query := fmt.Sprintf("SELECT %s::text, row_to_json(t.*)::text FROM %s AS t WHERE %s IN (SELECT x::%s FROM unnest($1::text[]) AS x)",
+		pk, t.qname, pk, t.pk.sqlType)
+	rows, err := w.returnedRows(ctx, query, len(keys), pq.Array(keys))
+	if err != nil {
+		return fmt.Errorf("read back unchanged rows: %w", err)
+	}
+	for _, u := range w.unchanged {
+		// A row deleted meanwhile by another transaction (possible after
+		// ON CONFLICT DO NOTHING, which does not lock it) has no fields.
+		w.okUpsert(u, sdk.ActionUnchanged, rows[u.key].fields)
 	}
 	return nil
 }
@@ -733,21 +839,24 @@ func (w *writer) execUpsert(ctx context.Context, units []*unit) error {
 //	INSERT INTO t (cols) OVERRIDING SYSTEM VALUE
 //	SELECT cols FROM json_populate_recordset(NULL::t, $1) AS r
 //	[LEFT JOIN t AS cur ON cur.key = r.key] -- see below
-//	ON CONFLICT (key) DO UPDATE SET c = EXCLUDED.c, ...
-//	WHERE (t.c::text, ...) IS DISTINCT FROM (EXCLUDED.c::text, ...)
-//	RETURNING key::text, xmax = 0
+//	ON CONFLICT (key) DO UPDATE SET c = EXCLUDED.c, ... [, deleted = NULL]
+//	WHERE (t.c::text, ...) IS DISTINCT FROM (EXCLUDED.c::text, ...) [OR t.deleted IS NOT NULL]
+//	RETURNING key::text, xmax = 0, row_to_json(t.*)::text
 //
 // Rows that did not change are not returned. Values are compared as text so
 // that every type compares (json has no equality) and any change PostgreSQL
 // would store counts. When the table has an updated-at column that the
 // records do not carry, it is set to clock_timestamp() on insert and on a
-// real change only.
+// real change only. When it has a soft-delete column that the records do
+// not carry, a soft-deleted row is un-deleted (a change); a new row gets
+// the column's default (false for a NOT NULL boolean without one).
 func (w *writer) upsertSQL(cols []string) string {
 	t := w.s.table
 	autoUpdatedAt := ""
 	if u := t.updatedAt; u != nil && !u.generated && !contains(cols, u.name) {
 		autoUpdatedAt = quoteIdent(u.name)
 	}
+	undelete := t.deleted != nil && !contains(cols, t.deleted.name)
 	var insertCols, selectCols, set, oldVals, newVals []string
 	for _, name := range cols {
 		q := quoteIdent(name)
@@ -771,6 +880,13 @@ func (w *writer) upsertSQL(cols []string) string {
 	// keeps it (the column is not in SET), a new row fails as it should.
 	join := ""
 	for _, c := range t.columns {
+		if undelete && c.name == t.deleted.name {
+			if c.notNull && !c.hasDefault { // a boolean: not deleted
+				insertCols = append(insertCols, quoteIdent(c.name))
+				selectCols = append(selectCols, "false")
+			}
+			continue
+		}
 		if c.notNull && !c.hasDefault && !contains(cols, c.name) && (t.updatedAt == nil || c.name != t.updatedAt.name || autoUpdatedAt == "") {
 			q := quoteIdent(c.name)
 			insertCols = append(insertCols, q)
@@ -781,16 +897,23 @@ func (w *writer) upsertSQL(cols []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "INSERT INTO %s AS t (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM json_populate_recordset(NULL::%s, $1) AS r%s ON CONFLICT (%s) ",
 		t.qname, strings.Join(insertCols, ", "), strings.Join(selectCols, ", "), t.qname, join, quoteIdent(t.pk.name))
+	var changed []string
+	if len(oldVals) > 0 {
+		changed = append(changed, fmt.Sprintf("ROW(%s) IS DISTINCT FROM ROW(%s)", strings.Join(oldVals, ", "), strings.Join(newVals, ", ")))
+	}
+	if undelete {
+		set = append(set, quoteIdent(t.deleted.name)+" = "+t.undeleteValueSQL("t"))
+		changed = append(changed, t.deletedSQL("t"))
+	}
 	if len(set) == 0 {
 		b.WriteString("DO NOTHING")
 	} else {
 		if autoUpdatedAt != "" {
 			set = append(set, autoUpdatedAt+" = clock_timestamp()")
 		}
-		fmt.Fprintf(&b, "DO UPDATE SET %s WHERE ROW(%s) IS DISTINCT FROM ROW(%s)",
-			strings.Join(set, ", "), strings.Join(oldVals, ", "), strings.Join(newVals, ", "))
+		fmt.Fprintf(&b, "DO UPDATE SET %s WHERE %s", strings.Join(set, ", "), strings.Join(changed, " OR "))
 	}
-	fmt.Fprintf(&b, " RETURNING t.%s::text, (t.xmax = 0)", quoteIdent(t.pk.name))
+	fmt.Fprintf(&b, " RETURNING t.%s::text, (t.xmax = 0), row_to_json(t.*)::text", quoteIdent(t.pk.name))
 	return b.String()
 }
 
@@ -803,8 +926,16 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// returnedKeys runs a statement returning (key text[, inserted bool]) rows.
-func (w *writer) returnedKeys(ctx context.Context, query string, args ...any) (map[string]bool, error) {
+// returnedRow is a row returned by a write statement.
+type returnedRow struct {
+	inserted bool
+	fields   json.RawMessage // the row as row_to_json renders it
+}
+
+// returnedRows runs a statement returning rows of (key text), (key text,
+// fields json text) or (key text, inserted bool, fields json text), by key.
+// n is the expected number of rows.
+func (w *writer) returnedRows(ctx context.Context, query string, n int, args ...any) (map[string]returnedRow, error) {
 	rows, err := w.tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
@@ -814,19 +945,28 @@ func (w *writer) returnedKeys(ctx context.Context, query string, args ...any) (m
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]bool, 1024)
+	var (
+		key    string
+		fields []byte
+		row    returnedRow
+	)
+	var dest []any
+	switch len(cols) {
+	case 1:
+		dest = []any{&key}
+	case 2:
+		dest = []any{&key, &fields}
+	default:
+		dest = []any{&key, &row.inserted, &fields}
+	}
+	out := make(map[string]returnedRow, n)
 	for rows.Next() {
-		var key string
-		var inserted bool
-		if len(cols) == 2 {
-			err = rows.Scan(&key, &inserted)
-		} else {
-			err = rows.Scan(&key)
-		}
-		if err != nil {
+		fields = nil // a fresh slice per row: the result keeps it
+		if err := rows.Scan(dest...); err != nil {
 			return nil, err
 		}
-		out[key] = inserted
+		row.fields = fields
+		out[key] = row
 	}
 	return out, rows.Err()
 }

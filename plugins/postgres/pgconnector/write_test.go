@@ -462,3 +462,95 @@ func TestWriteDeleteRejected(t *testing.T) {
 		t.Fatalf("rows %v, want [2 4]", left)
 	}
 }
+
+// TestWriteReturnsFields checks that OK results of upserts carry the row as
+// stored, exactly as a read renders it: column defaults, values normalised
+// by a trigger and by the column type, generated columns. Unchanged rows
+// carry it too; deletes and rejected records do not.
+func TestWriteReturnsFields(t *testing.T) {
+	t.Parallel()
+	url, db := newDB(t,
+		`CREATE TABLE prices (
+			id int PRIMARY KEY,
+			sku text NOT NULL,
+			price numeric(10,2),
+			currency text NOT NULL DEFAULT 'EUR',
+			created timestamptz NOT NULL DEFAULT '2024-01-01 00:00:00+00',
+			tags jsonb,
+			total numeric GENERATED ALWAYS AS (price * 2) STORED,
+			updated_at timestamptz
+		)`,
+		`CREATE FUNCTION norm() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.sku := upper(trim(NEW.sku)); RETURN NEW; END $$`,
+		`CREATE TRIGGER prices_norm BEFORE INSERT OR UPDATE ON prices FOR EACH ROW EXECUTE FUNCTION norm()`,
+	)
+	c := newConn(t)
+	cfg := config(t, map[string]any{"url": url, "table": "prices", "primary_key": "id", "updated_at_column": "updated_at"})
+	stored := func() map[string]string {
+		var rows []struct {
+			K string `db:"k"`
+			J string `db:"j"`
+		}
+		if err := db.Select(&rows, `SELECT id::text AS k, row_to_json(p.*)::text AS j FROM prices AS p`); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, r := range rows {
+			out[r.K] = r.J
+		}
+		return out
+	}
+	check := func(what string, resp *sdk.WriteResponse, want []string) {
+		t.Helper()
+		if got := summary(resp.Results); !slices.Equal(got, want) {
+			t.Fatalf("%s: %v, want %v", what, got, want)
+		}
+		rows := stored()
+		for i, r := range resp.Results {
+			switch {
+			case r.Status != sdk.WriteOK || r.Action == sdk.ActionDeleted:
+				if r.Fields != nil {
+					t.Errorf("%s: result %d (%s) has fields %s", what, i, want[i], r.Fields)
+				}
+			case string(r.Fields) != rows[r.ID]:
+				t.Errorf("%s: result %d (%s): fields\n%s\nwant the row as stored\n%s", what, i, want[i], r.Fields, rows[r.ID])
+			}
+		}
+	}
+
+	batch := []sdk.WriteRecord{
+		rec(`{"id": 1, "sku": " ab-1 ", "price": "1.5", "tags": {"b": 1,  "a": [2]}}`),
+		rec(`{"id": 2, "sku": "cd-2", "price": 2, "currency": "USD"}`),
+		rec(`{"id": 3, "sku": "ef-3", "price": "x"}`),
+	}
+	resp := write(t, c, cfg, "prices", batch...)
+	check("first write", resp, []string{"created 1", "created 2", `rejected: invalid input syntax for type numeric: "x"`})
+	f := string(resp.Results[0].Fields)
+	for _, part := range []string{`"sku":"AB-1"`, `"price":1.50`, `"currency":"EUR"`, `"created":"2024-01-01T00:00:00+00:00"`, `"tags":{"a": [2], "b": 1}`, `"total":3.00`} {
+		if !strings.Contains(f, part) {
+			t.Errorf("row 1: fields %s, want %s (default, trigger, type normalisation)", f, part)
+		}
+	}
+	// The same records again: unchanged (the trigger normalises the
+	// proposed row too), still with the row as stored.
+	resp = write(t, c, cfg, "prices", batch[:2]...)
+	check("same batch again", resp, []string{"unchanged 1", "unchanged 2"})
+	// Mixed: an update, an unchanged row, a new row, a delete, and two
+	// records of one key sharing a result.
+	resp = write(t, c, cfg, "prices",
+		rec(`{"id": 1, "price": 4}`),
+		rec(`{"id": 2, "sku": "CD-2"}`),
+		rec(`{"id": 4, "sku": "gh"}`),
+		rec(`{"id": 4, "price": 0.5}`),
+		sdk.WriteRecord{ID: "3", Delete: true},
+	)
+	check("mixed batch", resp, []string{"updated 1", "unchanged 2", "created 4", "created 4", "unchanged 3"})
+	// Fields are what a read returns.
+	for _, r := range readOK(t, c, cfg, "prices", nil, 0).records {
+		if rows := stored(); string(r.Fields) != rows[r.ID] {
+			t.Errorf("read %s: %s, want %s", r.ID, r.Fields, rows[r.ID])
+		}
+	}
+	if resp.Results[0].Fields == nil || string(resp.Results[2].Fields) != string(resp.Results[3].Fields) {
+		t.Errorf("records of one key: fields %s and %s", resp.Results[2].Fields, resp.Results[3].Fields)
+	}
+}
