@@ -8,41 +8,7 @@ import (
 	"time"
 )
 
-// Date patterns (Rule.Format, used by the format_date transform) are written
-// the way customers know them from spreadsheets and JavaScript date
-// libraries, not as Go layouts:
-//
-//	YYYY  year, 4 digits          YY    year, 2 digits (69-99 -> 19xx, 00-68 -> 20xx)
-//	MMMM  month name (January)    MMM   short month name (Jan)
-//	MM    month 01-12             M     month 1-12
-//	DD    day of month 01-31      D     day of month 1-31
-//	dddd  weekday name (Monday)   ddd   short weekday name (Mon)
-//	HH    hour 00-23              H     hour 0-23
-//	hh    hour 01-12              h     hour 1-12 (use with A or a)
-//	A     AM/PM                   a     am/pm
-//	mm    minute 00-59            m     minute 0-59
-//	ss    second 00-59            s     second 0-59
-//	S...  fraction of a second, one S per digit (SSS = milliseconds, up to 9)
-//	Z     time zone: "Z" for UTC, otherwise +hh:mm (RFC 3339 style)
-//	ZZ    time zone as +hhmm
-//
-// The letter T and every character that is not a letter (- / : . , space...)
-// are copied as they are; put other literal text in square brackets, e.g.
-// "DD/MM/YYYY [at] HH:mm". Any other letter is rejected, so that a Java-style
-// "yyyy-MM-dd" is caught when the mapping is saved rather than producing odd
-// dates. Two whole-pattern keywords write numbers instead of text: "unix"
-// (seconds since 1970-01-01 UTC) and "unix_ms" (milliseconds).
-//
-// Examples: "YYYY-MM-DD", "DD/MM/YYYY", "YYYY-MM-DDTHH:mm:ssZ",
-// "MMM D, YYYY h:mm A", "unix".
-//
-// Dates read by format_date (the value being converted) are parsed flexibly:
-// RFC 3339 with or without fractional seconds ("2026-01-02T15:04:05Z",
-// "2026-01-02T15:04:05.123+01:00"), "2026-01-02", "2026-01-02 15:04:05",
-// "2026-01-02T15:04:05" and "2026-01-02 15:04:05+01:00" (times without a zone
-// are taken as UTC), JSON numbers as unix seconds, and finally the rule's own
-// pattern. Times keep the offset they were given in: "2026-01-02T23:30:00-05:00"
-// formatted with "YYYY-MM-DD" gives "2026-01-02".
+// The pattern language is documented in the package comment (mapping.go).
 
 // dateKind is one element of a compiled date pattern.
 type dateKind uint8
@@ -608,12 +574,19 @@ func parseFlexible(v value) (time.Time, dateStyle, bool) {
 // formatStyle writes t in style st.
 func formatStyle(t time.Time, st dateStyle) value {
 	if st == styleUnix {
-		if t.Nanosecond() == 0 {
-			return value{raw: strconv.AppendInt(nil, t.Unix(), 10)}
+		sec, ns := t.Unix(), t.Nanosecond()
+		if ns == 0 {
+			return value{raw: strconv.AppendInt(nil, sec, 10)}
 		}
-		b := strconv.AppendInt(nil, t.Unix(), 10)
+		var b []byte
+		if sec < 0 { // -1.5 s is Unix() -2 plus 0.5 s
+			sec, ns = sec+1, 1e9-ns
+			b = append(b, '-')
+			sec = -sec
+		}
+		b = strconv.AppendInt(b, sec, 10)
 		b = append(b, '.')
-		b = appendPad(b, t.Nanosecond(), 9)
+		b = appendPad(b, ns, 9)
 		for b[len(b)-1] == '0' {
 			b = b[:len(b)-1]
 		}

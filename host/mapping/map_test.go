@@ -222,6 +222,28 @@ func TestMap(t *testing.T) {
 			from:  mapping.SideSource, in: `{"a": null}`, current: `null`, want: `{"x":null}`,
 		},
 
+		// Write-backs through lossy transforms.
+		"lowered value that maps to the source's is not written back": {
+			rules: []mapping.Rule{{Source: "e", Target: "email", Transform: "trim,lower"}, {Source: "p", Target: "phone"}},
+			from:  mapping.SideTarget, in: `{"email": "ann@x.com", "phone": "2"}`, current: `{"e": " Ann@X.com", "p": "1"}`, want: `{"p":"2"}`,
+		},
+		"changed lowered value is written back": {
+			rules: []mapping.Rule{{Source: "e", Target: "email", Transform: "lower"}},
+			from:  mapping.SideTarget, in: `{"email": "Bob@x.com"}`, current: `{"e": "Ann@X.com"}`, want: `{"e":"bob@x.com"}`,
+		},
+		"date without time is not written back over the same day": {
+			rules: []mapping.Rule{{Source: "d", Target: "day", Transform: "format_date", Format: "DD/MM/YYYY"}},
+			from:  mapping.SideTarget, in: `{"day": "04/03/2026"}`, current: `{"d": "2026-03-04T05:06:07Z"}`, want: `{}`,
+		},
+		"unchanged mapped value is not written back": {
+			rules: []mapping.Rule{{Source: "env", Target: "stage", Direction: "to_source", Transform: "map", Map: map[string]string{"prod": "production"}}},
+			from:  mapping.SideTarget, in: `{"stage": "production"}`, current: `{"env": "prod"}`, want: `{}`,
+		},
+		"rule without transforms writes the same value": {
+			rules: []mapping.Rule{{Source: "n", Target: "name"}},
+			from:  mapping.SideTarget, in: `{"name": "Ann"}`, current: `{"n": "Ann"}`, want: `{"n":"Ann"}`,
+		},
+
 		// Output shape.
 		"numbers kept exactly as written": {
 			rules: []mapping.Rule{{Source: "a", Target: "x"}, {Source: "b", Target: "y"}},
@@ -334,15 +356,17 @@ func TestFormatDateRoundTrips(t *testing.T) {
 	testCases := map[string]struct {
 		format string
 		source string // the source value; going there and back must give it again
+		other  string // another source value written the same way, as the source's current value
 	}{
-		"date via DD/MM/YYYY":              {format: "DD/MM/YYYY", source: `"2026-03-04"`},
-		"date via MMMM D, YYYY":            {format: "MMMM D, YYYY", source: `"2026-12-31"`},
-		"RFC 3339 via YYYY-MM-DD HH:mm:ss": {format: "YYYY-MM-DD HH:mm:ss", source: `"2026-03-04T05:06:07Z"`},
-		"RFC 3339 offset via Z":            {format: "DD.MM.YYYY HH:mm:ss Z", source: `"2026-03-04T05:06:07-07:00"`},
-		"fraction via SSS":                 {format: "YYYY-MM-DDTHH:mm:ss.SSSZ", source: `"2026-03-04T05:06:07.25Z"`},
-		"unix via RFC 3339":                {format: "YYYY-MM-DDTHH:mm:ssZ", source: `1772600767`},
-		"RFC 3339 via unix":                {format: "unix", source: `"2026-03-04T05:06:07Z"`},
-		"space date time via 12h clock":    {format: "MM/DD/YYYY hh:mm:ss A", source: `"2026-03-04 17:06:07"`},
+		"date via DD/MM/YYYY":              {format: "DD/MM/YYYY", source: `"2026-03-04"`, other: `"1999-01-01"`},
+		"date via MMMM D, YYYY":            {format: "MMMM D, YYYY", source: `"2026-12-31"`, other: `"1999-01-01"`},
+		"RFC 3339 via YYYY-MM-DD HH:mm:ss": {format: "YYYY-MM-DD HH:mm:ss", source: `"2026-03-04T05:06:07Z"`, other: `"1999-01-01T00:00:00Z"`},
+		"RFC 3339 offset via Z":            {format: "DD.MM.YYYY HH:mm:ss Z", source: `"2026-03-04T05:06:07-07:00"`, other: `"1999-01-01T00:00:00Z"`},
+		"fraction via SSS":                 {format: "YYYY-MM-DDTHH:mm:ss.SSSZ", source: `"2026-03-04T05:06:07.25Z"`, other: `"1999-01-01T00:00:00.1Z"`},
+		"unix via RFC 3339":                {format: "YYYY-MM-DDTHH:mm:ssZ", source: `1772600767`, other: `0`},
+		"RFC 3339 via unix":                {format: "unix", source: `"2026-03-04T05:06:07Z"`, other: `"1999-01-01T00:00:00Z"`},
+		"space date time via 12h clock":    {format: "MM/DD/YYYY hh:mm:ss A", source: `"2026-03-04 17:06:07"`, other: `"1999-01-01 00:00:00"`},
+		"negative unix with fraction":      {format: "YYYY-MM-DD HH:mm:ss.SSS", source: `-1.5`, other: `0`},
 	}
 	for name, tc := range testCases {
 		t.Run(name, func(t *testing.T) {
@@ -353,12 +377,16 @@ func TestFormatDateRoundTrips(t *testing.T) {
 			if err != nil {
 				t.Fatalf("to target: %v", err)
 			}
-			back, err := m.Map(mapping.SideTarget, there, src)
+			back, err := m.Map(mapping.SideTarget, there, raw(`{"s":`+tc.other+`}`))
 			if err != nil {
 				t.Fatalf("to source: %v", err)
 			}
 			if string(back) != string(src) {
 				t.Fatalf("round trip of %s through %q: target %s, back %s", src, tc.format, there, back)
+			}
+			// The source already holds the value: nothing to write back.
+			if echo, err := m.Map(mapping.SideTarget, there, src); err != nil || string(echo) != `{}` {
+				t.Fatalf("writing %s back over %s = %s, %v; want {}", there, src, echo, err)
 			}
 		})
 	}

@@ -16,20 +16,71 @@
 //
 // Transforms (Rule.Transform, a comma-separated list applied in order) work
 // on the value read: trim, lower and upper change strings; format_date
-// rewrites a date with Rule.Format (see the pattern language in datefmt.go,
-// summarised on Rule.Format); map replaces values listed in Rule.Map.
+// rewrites a date with Rule.Format (the pattern language is described
+// below); map replaces values listed in Rule.Map.
 // Transforms always describe the way to the target: in the to_source
 // direction the list is applied backwards, map uses the inverse of Rule.Map
 // and format_date reads dates written with Rule.Format and writes them back
 // the way the source writes them.
 //
-// # Empty values
+// # Empty values and write-backs
 //
-// A value is empty when it is null, "" or missing. Missing source fields are
-// never written (never as null), unless the rule has a default. A rule without
+// A value is empty when it is null, "" or missing. Missing fields are never
+// written (never as null), unless the rule has a default. A rule without
 // AllowEmpty does not let an empty value (null or "", after default and
 // transforms) overwrite a non-empty value the other side holds; constants are
 // written as given.
+//
+// Towards the source, a field is also left out when the source's current
+// value already maps to the incoming target value: transforms can lose
+// information (lower, trim, a date without its time), and the target's
+// "ann@example.com" must not overwrite the source's "Ann@Example.com" just
+// because another field of the contact changed.
+//
+// # Date patterns
+//
+// Rule.Format (for format_date) is written the way customers know date
+// patterns from spreadsheets and JavaScript date libraries, not as Go
+// layouts:
+//
+//	YYYY  year, 4 digits          YY    year, 2 digits (69-99 -> 19xx, 00-68 -> 20xx)
+//	MMMM  month name (January)    MMM   short month name (Jan)
+//	MM    month 01-12             M     month 1-12
+//	DD    day of month 01-31      D     day of month 1-31
+//	dddd  weekday name (Monday)   ddd   short weekday name (Mon)
+//	HH    hour 00-23              H     hour 0-23
+//	hh    hour 01-12              h     hour 1-12 (use with A or a)
+//	A     AM/PM                   a     am/pm
+//	mm    minute 00-59            m     minute 0-59
+//	ss    second 00-59            s     second 0-59
+//	S...  fraction of a second, one S per digit (SSS = milliseconds, up to 9)
+//	Z     time zone: "Z" for UTC, otherwise +hh:mm (RFC 3339 style)
+//	ZZ    time zone as +hhmm
+//
+// The letter T and every character that is not an ASCII letter (- / : . ,
+// space...) are copied as they are; put other literal text in square
+// brackets, e.g. "DD/MM/YYYY [at] HH:mm". Any other letter is rejected, so a
+// Java-style "yyyy-MM-dd" is caught when the mapping is saved rather than
+// producing odd dates. Two whole-pattern keywords write JSON numbers instead
+// of text: "unix" (seconds since 1970-01-01 UTC) and "unix_ms"
+// (milliseconds). Examples: "YYYY-MM-DD", "DD/MM/YYYY",
+// "YYYY-MM-DDTHH:mm:ssZ", "MMM D, YYYY h:mm A", "unix". Month and weekday
+// names are English and read case-insensitively.
+//
+// Towards the target, format_date reads dates flexibly: RFC 3339 with or
+// without fractional seconds ("2026-01-02T15:04:05Z",
+// "2026-01-02T15:04:05.123+01:00"), "2026-01-02", "2026-01-02 15:04:05",
+// "2026-01-02T15:04:05", "2026-01-02 15:04:05+01:00" (times without a zone
+// are UTC), JSON numbers as unix seconds, and finally the rule's own
+// pattern. Times keep the offset they were given in:
+// "2026-01-02T23:30:00-05:00" written with "YYYY-MM-DD" is "2026-01-02".
+//
+// Towards the source it reads the rule's pattern (then the flexible forms)
+// and writes the date the way the source's current value is written (one of
+// the flexible forms above, or a unix number); when that is unknown, as
+// "2026-01-02" for patterns without a time of day and as RFC 3339 otherwise.
+// A value that is not a date fails the record with an *Error naming the
+// field; "" and null pass through.
 package mapping
 
 import (
@@ -400,7 +451,6 @@ var ErrNotObject = errors.New("record fields are not a JSON object")
 // Mapper applies a validated set of rules to records. It is safe for
 // concurrent use.
 type Mapper struct {
-	rules []Rule
 	plans [2]plan       // by from side - 1
 	sides [2]projection // by side - 1
 }
@@ -408,7 +458,7 @@ type Mapper struct {
 // NewMapper prepares rules (as returned by Parse) for application. When two
 // rules write the same field the later one wins (Parse rejects that).
 func NewMapper(rules []Rule) (*Mapper, error) {
-	m := &Mapper{rules: rules}
+	m := &Mapper{}
 	compiled := make([]compiledRule, len(rules))
 	for i, r := range rules {
 		if err := checkRule(i, r); err != nil {
@@ -455,8 +505,13 @@ func (m *Mapper) Apply(fields json.RawMessage) (json.RawMessage, error) {
 // null when unknown). A rule without AllowEmpty leaves its field out when
 // the new value is empty (null or "") and current holds a non-empty value
 // for it. Fields whose source field is missing from the record are left out
-// (never written as null) unless a default applies. current also tells
-// format_date how the source writes dates in the to_source direction.
+// (never written as null) unless a default applies. Towards the source, a
+// rule with transforms also leaves its field out when current's value, mapped
+// to the target, equals the incoming value (see the package comment), and
+// current tells format_date how the source writes dates.
+//
+// A record or current that is not a JSON object gives an error wrapping
+// ErrNotObject; a value format_date cannot read gives an *Error.
 func (m *Mapper) Map(from Side, fields, current json.RawMessage) (json.RawMessage, error) {
 	if !from.valid() {
 		return nil, fmt.Errorf("mapping: map from %v: %w", from, errSide)

@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"bytes"
 	"fmt"
 
 	"slices"
@@ -85,6 +86,10 @@ type flow struct {
 	mp         map[string]string // Map, or its inverse towards the source
 	reverse    bool              // towards the source
 	allowEmpty bool
+	// echo is the rule's way to the target, for flows towards the source
+	// with transforms: the field is left out when the source's current
+	// value, mapped to the target, gives the incoming value again.
+	echo *flow
 }
 
 // plan is the compiled mapping for one direction.
@@ -116,6 +121,9 @@ func newPlan(rules []Rule, compiled []compiledRule, from Side) plan {
 			slices.Reverse(f.steps)
 			if r.direction() == DirectionToSource {
 				f.def = c.def
+			}
+			if len(c.steps) > 0 && c.value == nil {
+				f.echo = &flow{rule: i, read: r.Source, write: r.Target, steps: c.steps, date: c.date, mp: r.Map}
 			}
 		default:
 			continue
@@ -161,13 +169,13 @@ func (p *plan) run(fields, current []byte) ([]byte, error) {
 	var readBuf, curBuf [slotBuf][]byte
 	vals := slots(readBuf[:], p.nread)
 	if err := collect(fields, p.read, vals); err != nil {
-		return nil, fmt.Errorf("mapping: record: %w", err)
+		return nil, fmt.Errorf("mapping: %w", err)
 	}
 	var cur [][]byte
 	if !absent(current) {
 		cur = slots(curBuf[:], p.nwrite)
 		if err := collect(current, p.write, cur); err != nil {
-			return nil, fmt.Errorf("mapping: current record: %w", err)
+			return nil, fmt.Errorf("mapping: current record of the other side: %w", err)
 		}
 	}
 	out := make([]byte, 0, len(fields)+p.size+2)
@@ -189,6 +197,9 @@ func (p *plan) run(fields, current []byte) ([]byte, error) {
 				continue
 			}
 		}
+		if f.echo != nil && had != nil && f.echo.maps(had, raw) {
+			continue
+		}
 		v := value{raw: raw}
 		if len(f.steps) > 0 {
 			var err error
@@ -206,6 +217,16 @@ func (p *plan) run(fields, current []byte) ([]byte, error) {
 		out = v.append(out)
 	}
 	return append(out, '}'), nil
+}
+
+// maps reports whether the forward flow turns had into the value raw.
+func (f *flow) maps(had, raw []byte) bool {
+	v, err := f.transform(had, nil)
+	if err != nil {
+		return false
+	}
+	var a, b [128]byte
+	return bytes.Equal(v.append(a[:0]), appendCanonical(b[:0], raw))
 }
 
 // value is a value being transformed: a decoded string, or raw JSON.
