@@ -19,16 +19,26 @@ import (
 
 	"github.com/synchron-io/synchron/host/auth"
 	"github.com/synchron-io/synchron/host/connectors"
+	"github.com/synchron-io/synchron/host/engine"
 	"github.com/synchron-io/synchron/host/secrets"
 	"github.com/synchron-io/synchron/host/store"
 )
 
-// Runner queues runs of workflows. The engine implements it.
+// Runner queues runs of workflows and answers questions only the engine
+// can. The engine implements it. Every method answers store.ErrNotFound for
+// an id that is not the account's.
 type Runner interface {
 	// Enqueue queues a run of a workflow of the account and returns its id;
 	// when the workflow already has a queued or running run, it returns that
 	// run's id instead. trigger is one of store.Trigger*.
 	Enqueue(ctx context.Context, accountID, workflowID, trigger string) (runID string, err error)
+	// Preview computes what the next run of a workflow of the account would
+	// do, writing nothing anywhere.
+	Preview(ctx context.Context, accountID, workflowID string) (*engine.Preview, error)
+	// RetryFailed queues a run that retries the failed records of a run of
+	// the account; it answers the new run's id and how many records it
+	// retries ("" and 0 when there is nothing left to retry).
+	RetryFailed(ctx context.Context, accountID, runID string) (newRunID string, retried int, err error)
 }
 
 // MetricsRegistry is where the API registers its metrics and what /metrics
@@ -42,7 +52,8 @@ type MetricsRegistry interface {
 type Deps struct {
 	Store    *store.Store
 	Registry connectors.Registry
-	// Runner queues manual runs; nil answers 503 on POST /v1/workflows/{id}/run.
+	// Runner queues manual runs, previews and retries; nil answers 503 on
+	// the routes that need it (approved deletes then wait for the schedule).
 	Runner Runner
 	// Secrets seals connection configs and replayed idempotent answers.
 	Secrets *secrets.Box
@@ -233,10 +244,22 @@ func (s *server) routes(e *gin.Engine) {
 	u.POST("/workflows/:id/pause", s.h(s.pauseWorkflow))
 	u.POST("/workflows/:id/resume", s.h(s.resumeWorkflow))
 	u.POST("/workflows/:id/run", idem, s.h(s.runWorkflow))
+	u.POST("/workflows/:id/preview", s.h(s.previewWorkflow))
 	u.GET("/workflows/:id/runs", s.h(s.listRuns))
+	u.GET("/workflows/:id/records", s.h(s.listLinks))
+	u.GET("/workflows/:id/records/:link_id", s.h(s.getLink))
+	u.GET("/workflows/:id/deletes", s.h(s.listDeletes))
+	u.POST("/workflows/:id/deletes/approve-all", s.h(s.approveAllDeletes))
+	u.POST("/workflows/:id/deletes/discard-all", s.h(s.discardAllDeletes))
+	u.POST("/workflows/:id/deletes/:delete_id/approve", s.h(s.approveDelete))
+	u.POST("/workflows/:id/deletes/:delete_id/discard", s.h(s.discardDelete))
 
 	u.GET("/runs/:id", s.h(s.getRun))
 	u.GET("/runs/:id/records", s.h(s.listRunRecords))
+	u.POST("/runs/:id/records/retry", idem, s.h(s.retryRunRecords))
+
+	u.GET("/notifications", s.h(s.listNotifications))
+	u.POST("/notifications/:id/read", s.h(s.readNotification))
 
 	admin := e.Group("/admin", s.requireAdmin)
 	admin.GET("/connectors", s.h(s.adminConnectors))

@@ -35,7 +35,23 @@ type operation struct {
 	resp                       string // schema of the answer ("": no body)
 	contentType                string // of the answer; "": application/json
 	list                       bool   // a list: ?limit, ?cursor, {items, next_cursor}
+	paged                      bool   // takes ?limit and ?cursor for a list inside the answer
 	idempotent                 bool   // accepts Idempotency-Key
+	query                      []queryParam
+}
+
+// queryParam is an optional query parameter other than limit and cursor.
+type queryParam struct {
+	name, description string
+	schema            map[string]any
+}
+
+func stringParam(name, description string, enum ...string) queryParam {
+	schema := map[string]any{"type": "string"}
+	if len(enum) > 0 {
+		schema["enum"] = enum
+	}
+	return queryParam{name: name, description: description, schema: schema}
 }
 
 func operations() []operation {
@@ -65,16 +81,33 @@ func operations() []operation {
 		{method: "POST", path: "/v1/connections/{id}/check", summary: "Ask the connector to verify the credentials.", tag: "connections", security: user, status: 200, resp: "ConnectionCheck"},
 
 		{method: "GET", path: "/v1/workflows", summary: "The account's workflows.", tag: "workflows", security: user, status: 200, resp: "Workflow", list: true},
-		{method: "POST", path: "/v1/workflows", summary: "Create a one-way workflow.", tag: "workflows", security: user, body: "WorkflowCreate", status: 201, resp: "Workflow", idempotent: true},
+		{method: "POST", path: "/v1/workflows", summary: "Create a one-way or two-way workflow.", tag: "workflows", security: user, body: "WorkflowCreate", status: 201, resp: "Workflow", idempotent: true},
 		{method: "GET", path: "/v1/workflows/{id}", summary: "One workflow.", tag: "workflows", security: user, status: 200, resp: "Workflow"},
 		{method: "PATCH", path: "/v1/workflows/{id}", summary: "Change a workflow's settings.", tag: "workflows", security: user, body: "WorkflowUpdate", status: 200, resp: "Workflow"},
 		{method: "DELETE", path: "/v1/workflows/{id}", summary: "Delete a workflow and its runs.", tag: "workflows", security: user, status: 204},
 		{method: "POST", path: "/v1/workflows/{id}/pause", summary: "Pause a workflow.", tag: "workflows", security: user, status: 200, resp: "Workflow"},
 		{method: "POST", path: "/v1/workflows/{id}/resume", summary: "Resume a workflow; it runs soon.", tag: "workflows", security: user, status: 200, resp: "Workflow"},
 		{method: "POST", path: "/v1/workflows/{id}/run", summary: "Run now: queues a run, or answers the run already queued or running.", tag: "workflows", security: user, status: 202, resp: "Run", idempotent: true},
+		{method: "POST", path: "/v1/workflows/{id}/preview", summary: "Dry run: what the next run would create, update, match, skip and delete, and the transactions it would use; writes nothing.", tag: "workflows", security: user, status: 200, resp: "Preview"},
 		{method: "GET", path: "/v1/workflows/{id}/runs", summary: "A workflow's runs, newest first.", tag: "runs", security: user, status: 200, resp: "Run", list: true},
 		{method: "GET", path: "/v1/runs/{id}", summary: "One run: status, counts, transactions, connector versions, timing.", tag: "runs", security: user, status: 200, resp: "Run"},
-		{method: "GET", path: "/v1/runs/{id}/records", summary: "The records of a run that failed or were rejected.", tag: "runs", security: user, status: 200, resp: "RunRecord", list: true},
+		{method: "GET", path: "/v1/runs/{id}/records", summary: "The records of a run that did not simply sync: failed, rejected, retryable, ambiguous, conflict.", tag: "runs", security: user, status: 200, resp: "RunRecord", list: true},
+		{method: "POST", path: "/v1/runs/{id}/records/retry", summary: "Queue a run that retries the failed records of this run; 409 when it has none.", tag: "runs", security: user, status: 202, resp: "RetryResult", idempotent: true},
+
+		{method: "GET", path: "/v1/workflows/{id}/records", summary: "The workflow's linked records, newest first.", tag: "records", security: user, status: 200, resp: "Link", list: true,
+			query: []queryParam{stringParam("source_id", "only the link of this source record"), stringParam("target_id", "only the link of this target record")}},
+		{method: "GET", path: "/v1/workflows/{id}/records/{link_id}", summary: "One linked record: both ids, the values last written each way, and its history, newest first (?limit and ?cursor page the history).", tag: "records", security: user, status: 200, resp: "LinkDetail", paged: true},
+
+		{method: "GET", path: "/v1/workflows/{id}/deletes", summary: "Deletions of a workflow with deletes = approve, newest first.", tag: "deletes", security: user, status: 200, resp: "PendingDelete", list: true,
+			query: []queryParam{stringParam("status", "pending (default), approved, discarded, done, failed, or all", "pending", "approved", "discarded", "done", "failed", "all")}},
+		{method: "POST", path: "/v1/workflows/{id}/deletes/{delete_id}/approve", summary: "Approve a pending delete; the next run executes it (a run is queued now). 409 unless pending.", tag: "deletes", security: user, status: 200, resp: "PendingDelete"},
+		{method: "POST", path: "/v1/workflows/{id}/deletes/{delete_id}/discard", summary: "Discard a pending delete: the record is kept. 409 unless pending.", tag: "deletes", security: user, status: 200, resp: "PendingDelete"},
+		{method: "POST", path: "/v1/workflows/{id}/deletes/approve-all", summary: "Approve every pending delete of the workflow and queue a run.", tag: "deletes", security: user, status: 200, resp: "BulkDecision"},
+		{method: "POST", path: "/v1/workflows/{id}/deletes/discard-all", summary: "Discard every pending delete of the workflow.", tag: "deletes", security: user, status: 200, resp: "BulkDecision"},
+
+		{method: "GET", path: "/v1/notifications", summary: "The account's notices, newest first.", tag: "notifications", security: user, status: 200, resp: "Notification", list: true,
+			query: []queryParam{{name: "unread", description: "true: only the notices not yet read", schema: map[string]any{"type": "boolean"}}}},
+		{method: "POST", path: "/v1/notifications/{id}/read", summary: "Mark a notice read.", tag: "notifications", security: user, status: 200, resp: "Notification"},
 
 		{method: "GET", path: "/admin/connectors", summary: "Installed connectors (operator).", tag: "admin", security: admin, status: 200, resp: "AdminConnector", list: true},
 	}
@@ -106,8 +139,11 @@ func openAPIDocument() ([]byte, error) {
 		for _, m := range pathParam.FindAllStringSubmatch(op.path, -1) {
 			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
 		}
-		if op.list {
+		if op.list || op.paged {
 			params = append(params, map[string]any{"$ref": "#/components/parameters/limit"}, map[string]any{"$ref": "#/components/parameters/cursor"})
+		}
+		for _, q := range op.query {
+			params = append(params, map[string]any{"name": q.name, "in": "query", "required": false, "description": q.description, "schema": q.schema})
 		}
 		if op.idempotent {
 			params = append(params, map[string]any{"$ref": "#/components/parameters/IdempotencyKey"})

@@ -104,8 +104,15 @@ func memObjects() []sdk.Object {
 				{Name: "first_name", Type: sdk.TypeString},
 				{Name: "last_name", Type: sdk.TypeString},
 				{Name: "sample_id", Type: sdk.TypeString},
+				{Name: "birthday", Type: sdk.TypeDate},
+				{Name: "notes", Type: sdk.TypeString},
 			},
 			IDField: "id", Readable: true, Writable: true,
+		},
+		{
+			Name:    "outbox",
+			Fields:  []sdk.Field{{Name: "id", Type: sdk.TypeString, ReadOnly: true}, {Name: "email", Type: sdk.TypeString}},
+			IDField: "id", Writable: true,
 		},
 		{
 			Name:    "audit",

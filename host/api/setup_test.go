@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/synchron-io/synchron/host/api"
+	"github.com/synchron-io/synchron/host/engine"
 	"github.com/synchron-io/synchron/host/secrets"
 	"github.com/synchron-io/synchron/host/store"
 	"github.com/synchron-io/synchron/sdk/testdb"
@@ -128,14 +129,64 @@ func (s *syncBuffer) String() string {
 }
 
 // testRunner queues runs the way the engine does: one active run per
-// workflow, answering the active one when there is one.
+// workflow, answering the active one when there is one. Preview answers
+// preview for the account's workflows; RetryFailed queues a retry run for
+// the failed records of the account's runs.
 type testRunner struct {
-	db    *sqlx.DB
-	mu    sync.Mutex
-	calls []enqueueCall
+	db      *sqlx.DB
+	preview engine.Preview
+	mu      sync.Mutex
+	// nothingToRetry makes RetryFailed find nothing to retry.
+	nothingToRetry bool
+	calls          []enqueueCall
+	other          []runnerCall
 }
 
 type enqueueCall struct{ AccountID, WorkflowID, Trigger string }
+
+// runnerCall is a call of Preview or RetryFailed; ID is the workflow or run.
+type runnerCall struct{ Method, AccountID, ID string }
+
+func (r *testRunner) Preview(ctx context.Context, accountID, workflowID string) (*engine.Preview, error) {
+	r.mu.Lock()
+	r.other = append(r.other, runnerCall{"Preview", accountID, workflowID})
+	r.mu.Unlock()
+	var n int
+	if err := r.db.GetContext(ctx, &n, `SELECT count(*) FROM workflows WHERE account_id = $1 AND id = $2`, accountID, workflowID); err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, store.ErrNotFound
+	}
+	p := r.preview
+	return &p, nil
+}
+
+func (r *testRunner) RetryFailed(ctx context.Context, accountID, runID string) (string, int, error) {
+	r.mu.Lock()
+	r.other = append(r.other, runnerCall{"RetryFailed", accountID, runID})
+	r.mu.Unlock()
+	r.mu.Lock()
+	nothing := r.nothingToRetry
+	r.mu.Unlock()
+	var workflowID string
+	if err := r.db.GetContext(ctx, &workflowID, `SELECT workflow_id FROM runs WHERE account_id = $1 AND id = $2`, accountID, runID); err != nil {
+		return "", 0, store.ErrNotFound
+	}
+	var n int
+	if err := r.db.GetContext(ctx, &n, `SELECT count(*) FROM run_records WHERE account_id = $1 AND run_id = $2
+		AND status IN ('failed', 'rejected', 'retryable')`, accountID, runID); err != nil || n == 0 || nothing {
+		return "", 0, err
+	}
+	id, err := r.Enqueue(ctx, accountID, workflowID, store.TriggerRetry)
+	return id, n, err
+}
+
+func (r *testRunner) OtherCalls() []runnerCall {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]runnerCall(nil), r.other...)
+}
 
 func (r *testRunner) Enqueue(ctx context.Context, accountID, workflowID, trigger string) (string, error) {
 	r.mu.Lock()

@@ -30,22 +30,20 @@ type endpointInput struct {
 // workflowRequest is the body of POST and PATCH /v1/workflows; absent fields
 // keep their value (PATCH) or take their default (POST).
 type workflowRequest struct {
-	Name            *string         `json:"name"`
-	Source          *endpointInput  `json:"source"`
-	Target          *endpointInput  `json:"target"`
-	Direction       *string         `json:"direction"`
-	Mapping         json.RawMessage `json:"mapping"`
-	Match           json.RawMessage `json:"match"`
-	Conflict        *string         `json:"conflict"`
-	Deletes         *string         `json:"deletes"`
-	WriteBack       json.RawMessage `json:"write_back"`
-	IntervalSeconds *int            `json:"interval_seconds"`
-	Shared          *bool           `json:"shared"`
-}
-
-type matchSpec struct {
-	Source string `json:"source"`
-	Target string `json:"target"`
+	Name      *string         `json:"name"`
+	Source    *endpointInput  `json:"source"`
+	Target    *endpointInput  `json:"target"`
+	Direction *string         `json:"direction"`
+	Mapping   json.RawMessage `json:"mapping"`
+	Match     json.RawMessage `json:"match"`
+	Conflict  *string         `json:"conflict"`
+	Deletes   *string         `json:"deletes"`
+	WriteBack json.RawMessage `json:"write_back"`
+	Filter    json.RawMessage `json:"filter"`
+	// DeleteThresholdPct is a percentage, 0 to 100.
+	DeleteThresholdPct *float64 `json:"delete_threshold_pct"`
+	IntervalSeconds    *int     `json:"interval_seconds"`
+	Shared             *bool    `json:"shared"`
 }
 
 type writeBackSpec struct {
@@ -167,11 +165,8 @@ func (s *server) validateWorkflow(ctx context.Context, acc store.Account, w *sto
 	if _, err := cleanName("name", w.Name); err != nil {
 		return err
 	}
-	switch w.Direction {
-	case store.DirectionOneWay:
-	case store.DirectionTwoWay:
-		return invalid("two_way_not_available", "two-way workflows are not available yet: create a one_way workflow")
-	default:
+	twoWay := w.Direction == store.DirectionTwoWay
+	if !twoWay && w.Direction != store.DirectionOneWay {
 		return invalid("invalid_direction", "direction must be one_way or two_way, not %q", w.Direction)
 	}
 	if err := oneOf("conflict", w.Conflict, store.ConflictSourceWins, store.ConflictTargetWins, store.ConflictNewestWins); err != nil {
@@ -179,6 +174,12 @@ func (s *server) validateWorkflow(ctx context.Context, acc store.Account, w *sto
 	}
 	if err := oneOf("deletes", w.Deletes, store.DeletesIgnore, store.DeletesPropagate, store.DeletesApprove); err != nil {
 		return err
+	}
+	if w.DeleteThresholdPct < 0 || w.DeleteThresholdPct > 100 {
+		return invalid("invalid_delete_threshold_pct", "delete_threshold_pct must be a percentage from 0 to 100, not %v", w.DeleteThresholdPct)
+	}
+	if twoWay && !isSet(w.Match) {
+		return invalid("invalid_match", "match is required for two_way workflows: name the fields that identify the same record on both sides, such as {\"source\": \"email\", \"target\": \"email\"}")
 	}
 	plan, ok := store.PlanByName(acc.Plan)
 	if !ok {
@@ -215,8 +216,21 @@ func (s *server) validateWorkflow(ctx context.Context, acc store.Account, w *sto
 	if !dst.app.Spec.Capabilities.Write || !dst.object.Writable {
 		return invalid("invalid_target", "target object %q of %s cannot be written: pick another target", dst.object.Name, dst.app.Name)
 	}
+	if twoWay && (!src.app.Spec.Capabilities.Write || !src.object.Writable) {
+		return invalid("invalid_source", "a two_way workflow also writes to its source, and source object %q of %s cannot be written: pick a writable source or make the workflow one_way",
+			src.object.Name, src.app.Name)
+	}
+	if twoWay && (!dst.app.Spec.Capabilities.Read || !dst.object.Readable) {
+		return invalid("invalid_target", "a two_way workflow also reads its target, and target object %q of %s cannot be read: pick a readable target or make the workflow one_way",
+			dst.object.Name, dst.app.Name)
+	}
 
 	rules, err := mapping.Parse(w.Mapping)
+	if err == nil && !twoWay {
+		// Rules default to both ways: in a one-way workflow they flow only
+		// to the target, so a read-only source field may be mapped.
+		rules, err = mapping.OneWay(rules)
+	}
 	if err == nil {
 		err = mapping.Validate(rules, src.object, dst.object)
 	}
@@ -225,18 +239,21 @@ func (s *server) validateWorkflow(ctx context.Context, acc store.Account, w *sto
 	}
 
 	if isSet(w.Match) {
-		var m matchSpec
-		if err := decodeStrict(w.Match, "match", &m); err != nil {
-			return err
+		m, err := mapping.ParseMatch(w.Match)
+		if err == nil {
+			err = m.Validate(src.object, dst.object)
 		}
-		if m.Source == "" || m.Target == "" {
-			return invalid("invalid_match", "match needs both source and target fields, such as {\"source\": \"email\", \"target\": \"email\"}")
+		if err != nil {
+			return invalid("invalid_match", "%s", about("match", err))
 		}
-		if _, ok := src.object.Field(m.Source); !ok {
-			return invalid("invalid_match", "match.source field %q does not exist in %q", m.Source, src.object.Name)
+	}
+	if isSet(w.Filter) {
+		f, err := mapping.ParseFilter(w.Filter)
+		if err == nil && f != nil {
+			err = f.Validate(src.object, dst.object)
 		}
-		if _, ok := dst.object.Field(m.Target); !ok {
-			return invalid("invalid_match", "match.target field %q does not exist in %q", m.Target, dst.object.Name)
+		if err != nil {
+			return invalid("invalid_filter", "%s", about("filter", err))
 		}
 	}
 	if isSet(w.WriteBack) {
@@ -259,6 +276,16 @@ func (s *server) validateWorkflow(ctx context.Context, acc store.Account, w *sto
 		}
 	}
 	return nil
+}
+
+// about prefixes a validation message with the setting it is about, unless
+// it already names it.
+func about(field string, err error) string {
+	msg := err.Error()
+	if strings.Contains(msg, field) {
+		return msg
+	}
+	return field + ": " + msg
 }
 
 // nullable turns an explicit JSON null into "not set".
@@ -287,8 +314,12 @@ func (s *server) createWorkflow(c *gin.Context) error {
 		AccountID: p.Account.ID, SourceConnectionID: req.Source.ConnectionID, SourceObject: req.Source.Object,
 		TargetConnectionID: req.Target.ConnectionID, TargetObject: req.Target.Object,
 		Direction: store.DirectionOneWay, Mapping: req.Mapping, Match: nullable(req.Match), Conflict: store.ConflictSourceWins,
-		Deletes: store.DeletesIgnore, WriteBack: nullable(req.WriteBack), IntervalSeconds: plan.MinIntervalSeconds,
+		Deletes: store.DeletesIgnore, WriteBack: nullable(req.WriteBack), Filter: nullable(req.Filter),
+		DeleteThresholdPct: store.DefaultDeleteThresholdPct, IntervalSeconds: plan.MinIntervalSeconds,
 		Status: store.WorkflowActive, NextRunAt: &now, CreatedBy: p.User.ID,
+	}
+	if req.DeleteThresholdPct != nil {
+		w.DeleteThresholdPct = *req.DeleteThresholdPct
 	}
 	if req.Name != nil {
 		w.Name = strings.TrimSpace(*req.Name)
@@ -379,6 +410,12 @@ func (s *server) updateWorkflow(c *gin.Context) error {
 	if req.WriteBack != nil {
 		w.WriteBack = nullable(req.WriteBack)
 	}
+	if req.Filter != nil {
+		w.Filter = nullable(req.Filter)
+	}
+	if req.DeleteThresholdPct != nil {
+		w.DeleteThresholdPct = *req.DeleteThresholdPct
+	}
 	if req.IntervalSeconds != nil {
 		w.IntervalSeconds = *req.IntervalSeconds
 	}
@@ -389,7 +426,7 @@ func (s *server) updateWorkflow(c *gin.Context) error {
 	ctx := c.Request.Context()
 	// Name, interval, sharing and policies do not depend on the objects: such
 	// edits work even while a connector is down.
-	objects := req.Mapping != nil || isSet(req.Match) || isSet(req.WriteBack)
+	objects := req.Mapping != nil || isSet(req.Match) || isSet(req.WriteBack) || isSet(req.Filter)
 	if err := s.validateWorkflow(ctx, p.Account, &w, objects); err != nil {
 		return err
 	}
@@ -460,7 +497,7 @@ func (s *server) runWorkflow(c *gin.Context) error {
 		return err
 	}
 	if s.runner == nil {
-		return errorf(http.StatusServiceUnavailable, "runner_unavailable", "runs cannot be started on this server right now: try again later")
+		return runnerUnavailable()
 	}
 	ctx := c.Request.Context()
 	runID, err := s.runner.Enqueue(ctx, w.AccountID, w.ID, store.TriggerManual)

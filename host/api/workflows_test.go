@@ -19,7 +19,7 @@ func TestWorkflowLifecycle(t *testing.T) {
 	id := w["id"].(string)
 	if !strings.HasPrefix(id, "wf_") || w["status"] != "active" || w["direction"] != "one_way" || w["conflict"] != "source_wins" ||
 		w["deletes"] != "ignore" || w["shared"] != false || w["interval_seconds"] != 900.0 || w["next_run_at"] == nil ||
-		w["created_by"] != u.userID || w["write_back"] != nil {
+		w["created_by"] != u.userID || w["write_back"] != nil || w["filter"] != nil || w["delete_threshold_pct"] != 10.0 {
 		t.Fatalf("created = %v", w)
 	}
 	if w["source"].(map[string]any)["connection_id"] != src || w["target"].(map[string]any)["object"] != "people" {
@@ -110,38 +110,44 @@ func TestWorkflowValidation(t *testing.T) {
 		wantCode  string
 		wantInMsg string
 	}{
-		"unknown target field":  {body: with(map[string]any{"mapping": []map[string]any{{"source": "email", "target": "e_mail"}}}), wantCode: "invalid_mapping", wantInMsg: `"e_mail"`},
-		"unknown source field":  {body: with(map[string]any{"mapping": []map[string]any{{"source": "mail", "target": "email"}}}), wantCode: "invalid_mapping", wantInMsg: `"mail"`},
-		"read-only target":      {body: with(map[string]any{"mapping": []map[string]any{{"source": "email", "target": "id"}}}), wantCode: "invalid_mapping", wantInMsg: `"id"`},
-		"no mapping":            {body: with(map[string]any{"mapping": nil}), wantCode: "invalid_mapping"},
-		"empty mapping":         {body: with(map[string]any{"mapping": []any{}}), wantCode: "invalid_mapping"},
-		"interval too short":    {body: with(map[string]any{"interval_seconds": 300}), wantCode: "interval_too_short", wantInMsg: "900"},
-		"interval too long":     {body: with(map[string]any{"interval_seconds": 365 * 24 * 3600}), wantCode: "interval_too_long"},
-		"two way":               {body: with(map[string]any{"direction": "two_way"}), wantCode: "two_way_not_available", wantInMsg: "two-way workflows are not available yet"},
-		"bad direction":         {body: with(map[string]any{"direction": "sideways"}), wantCode: "invalid_direction"},
-		"bad conflict":          {body: with(map[string]any{"conflict": "coin_flip"}), wantCode: "invalid_conflict"},
-		"bad deletes":           {body: with(map[string]any{"deletes": "shred"}), wantCode: "invalid_deletes"},
-		"no name":               {body: with(map[string]any{"name": nil}), wantCode: "invalid_name"},
-		"no source":             {body: with(map[string]any{"source": nil}), wantCode: "invalid_source"},
-		"unknown connection":    {body: with(map[string]any{"source": map[string]string{"connection_id": "con_nope", "object": "contacts"}}), wantCode: "invalid_source", wantInMsg: "con_nope"},
-		"unknown object":        {body: with(map[string]any{"source": map[string]string{"connection_id": src, "object": "invoices"}}), wantCode: "invalid_source", wantInMsg: "contacts, orders"},
-		"target not writable":   {body: with(map[string]any{"target": map[string]string{"connection_id": dst, "object": "audit"}}), wantCode: "invalid_target", wantInMsg: "cannot be written"},
-		"read-only app target":  {body: with(map[string]any{"target": map[string]string{"connection_id": src, "object": "orders"}}), wantCode: "invalid_target"},
-		"target fails discover": {body: with(map[string]any{"target": map[string]string{"connection_id": bad["id"].(string), "object": "people"}}), wantCode: "connection_error", wantInMsg: "refused this api key"},
-		"match unknown field":   {body: with(map[string]any{"match": map[string]string{"source": "email", "target": "mail"}}), wantCode: "invalid_match", wantInMsg: `"mail"`},
-		"match half":            {body: with(map[string]any{"match": map[string]string{"source": "email"}}), wantCode: "invalid_match"},
-		"write_back no field":   {body: with(map[string]any{"write_back": map[string]string{}}), wantCode: "invalid_write_back"},
+		"unknown target field":      {body: with(map[string]any{"mapping": []map[string]any{{"source": "email", "target": "e_mail"}}}), wantCode: "invalid_mapping", wantInMsg: `"e_mail"`},
+		"unknown source field":      {body: with(map[string]any{"mapping": []map[string]any{{"source": "mail", "target": "email"}}}), wantCode: "invalid_mapping", wantInMsg: `"mail"`},
+		"read-only target":          {body: with(map[string]any{"mapping": []map[string]any{{"source": "email", "target": "id"}}}), wantCode: "invalid_mapping", wantInMsg: `"id"`},
+		"no mapping":                {body: with(map[string]any{"mapping": nil}), wantCode: "invalid_mapping"},
+		"empty mapping":             {body: with(map[string]any{"mapping": []any{}}), wantCode: "invalid_mapping"},
+		"interval too short":        {body: with(map[string]any{"interval_seconds": 300}), wantCode: "interval_too_short", wantInMsg: "900"},
+		"interval too long":         {body: with(map[string]any{"interval_seconds": 365 * 24 * 3600}), wantCode: "interval_too_long"},
+		"two way without match":     {body: with(map[string]any{"direction": "two_way", "match": nil}), wantCode: "invalid_match", wantInMsg: "match is required for two_way"},
+		"two way, source read-only": {body: with(map[string]any{"direction": "two_way"}), wantCode: "invalid_source", wantInMsg: "cannot be written"},
+		"threshold above 100":       {body: with(map[string]any{"delete_threshold_pct": 101}), wantCode: "invalid_delete_threshold_pct", wantInMsg: "0 to 100"},
+		"threshold below 0":         {body: with(map[string]any{"delete_threshold_pct": -1}), wantCode: "invalid_delete_threshold_pct"},
+		"bad direction":             {body: with(map[string]any{"direction": "sideways"}), wantCode: "invalid_direction"},
+		"bad conflict":              {body: with(map[string]any{"conflict": "coin_flip"}), wantCode: "invalid_conflict"},
+		"bad deletes":               {body: with(map[string]any{"deletes": "shred"}), wantCode: "invalid_deletes"},
+		"no name":                   {body: with(map[string]any{"name": nil}), wantCode: "invalid_name"},
+		"no source":                 {body: with(map[string]any{"source": nil}), wantCode: "invalid_source"},
+		"unknown connection":        {body: with(map[string]any{"source": map[string]string{"connection_id": "con_nope", "object": "contacts"}}), wantCode: "invalid_source", wantInMsg: "con_nope"},
+		"unknown object":            {body: with(map[string]any{"source": map[string]string{"connection_id": src, "object": "invoices"}}), wantCode: "invalid_source", wantInMsg: "contacts, orders"},
+		"target not writable":       {body: with(map[string]any{"target": map[string]string{"connection_id": dst, "object": "audit"}}), wantCode: "invalid_target", wantInMsg: "cannot be written"},
+		"read-only app target":      {body: with(map[string]any{"target": map[string]string{"connection_id": src, "object": "orders"}}), wantCode: "invalid_target"},
+		"target fails discover":     {body: with(map[string]any{"target": map[string]string{"connection_id": bad["id"].(string), "object": "people"}}), wantCode: "connection_error", wantInMsg: "refused this api key"},
+		"match unknown field":       {body: with(map[string]any{"match": map[string]string{"source": "email", "target": "mail"}}), wantCode: "invalid_match", wantInMsg: `"mail"`},
+		"match half":                {body: with(map[string]any{"match": map[string]string{"source": "email"}}), wantCode: "invalid_match"},
+		"write_back no field":       {body: with(map[string]any{"write_back": map[string]string{}}), wantCode: "invalid_write_back"},
 	}
-	for name, tc := range testCases {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			resp := b.do(req{method: "POST", path: "/v1/workflows", token: u.token, body: tc.body})
-			code, msg := resp.errorCode(t)
-			if resp.Status != 422 || code != tc.wantCode || !strings.Contains(msg, tc.wantInMsg) {
-				t.Fatalf("= %d %s %q; want 422 %s containing %q", resp.Status, code, msg, tc.wantCode, tc.wantInMsg)
-			}
-		})
-	}
+	// The group returns once every parallel case is done.
+	t.Run("cases", func(t *testing.T) {
+		for name, tc := range testCases {
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				resp := b.do(req{method: "POST", path: "/v1/workflows", token: u.token, body: tc.body})
+				code, msg := resp.errorCode(t)
+				if resp.Status != 422 || code != tc.wantCode || !strings.Contains(msg, tc.wantInMsg) {
+					t.Fatalf("= %d %s %q; want 422 %s containing %q", resp.Status, code, msg, tc.wantCode, tc.wantInMsg)
+				}
+			})
+		}
+	})
 	if got := b.must(http.StatusOK, req{method: "GET", path: "/v1/workflows", token: u.token}); len(got["items"].([]any)) != 0 {
 		t.Fatalf("bad creates left workflows: %v", got)
 	}
@@ -198,20 +204,33 @@ func TestOtherAccountsIDsAre404(t *testing.T) {
 		"check connection":   {method: "POST", path: "/v1/connections/" + src + "/check"},
 		"GET run":            {method: "GET", path: "/v1/runs/" + runID},
 		"GET run records":    {method: "GET", path: "/v1/runs/" + runID + "/records"},
+		"retry run records":  {method: "POST", path: "/v1/runs/" + runID + "/records/retry"},
+		"preview workflow":   {method: "POST", path: "/v1/workflows/" + wfID + "/preview"},
+		"list records":       {method: "GET", path: "/v1/workflows/" + wfID + "/records"},
+		"GET record":         {method: "GET", path: "/v1/workflows/" + wfID + "/records/lnk_x"},
+		"list deletes":       {method: "GET", path: "/v1/workflows/" + wfID + "/deletes"},
+		"approve all":        {method: "POST", path: "/v1/workflows/" + wfID + "/deletes/approve-all"},
+		"discard all":        {method: "POST", path: "/v1/workflows/" + wfID + "/deletes/discard-all"},
+		"approve delete":     {method: "POST", path: "/v1/workflows/" + wfID + "/deletes/del_x/approve"},
+		"discard delete":     {method: "POST", path: "/v1/workflows/" + wfID + "/deletes/del_x/discard"},
 		"GET unknown":        {method: "GET", path: "/v1/workflows/wf_doesnotexist"},
 		"GET unknown run":    {method: "GET", path: "/v1/runs/run_doesnotexist"},
 		"GET unknown conn":   {method: "GET", path: "/v1/connections/con_doesnotexist"},
 	}
-	for name, r := range testCases {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			r.token = bob.token
-			resp := b.do(r)
-			if code, _ := resp.errorCode(t); resp.Status != http.StatusNotFound || code != "not_found" {
-				t.Fatalf("= %d %s, want 404", resp.Status, resp.Body)
-			}
-		})
-	}
+	// The group returns once every parallel case is done, so that
+	// "nothing changed" runs after them.
+	t.Run("cases", func(t *testing.T) {
+		for name, r := range testCases {
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				r.token = bob.token
+				resp := b.do(r)
+				if code, _ := resp.errorCode(t); resp.Status != http.StatusNotFound || code != "not_found" {
+					t.Fatalf("= %d %s, want 404", resp.Status, resp.Body)
+				}
+			})
+		}
+	})
 	// Bob cannot build a workflow on Ann's connections either.
 	resp := b.do(req{method: "POST", path: "/v1/workflows", token: bob.token, body: workflowBody(src, bobDst)})
 	if code, _ := resp.errorCode(t); resp.Status != 422 || code != "invalid_source" {
@@ -233,6 +252,9 @@ func TestOtherAccountsIDsAre404(t *testing.T) {
 		b.must(http.StatusOK, req{method: "GET", path: "/v1/runs/" + runID, token: ann.token})
 		if n := len(b.runner.Calls()); n != calls {
 			t.Fatalf("the runner got %d more calls", n-calls)
+		}
+		if other := b.runner.OtherCalls(); len(other) != 0 {
+			t.Fatalf("the runner got calls: %v", other)
 		}
 	})
 }
@@ -260,7 +282,8 @@ func TestRunWorkflow(t *testing.T) {
 	// The engine finishes the run.
 	started := time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
 	if _, err := b.db.ExecContext(b.ctx, `UPDATE runs SET status = 'partial', read_count = 120, created_count = 3, updated_count = 5,
-		skipped_count = 111, failed_count = 1, transactions = 8, connector_versions = '{"sample": "0.1.0", "memdb": "1.2.3"}',
+		skipped_count = 111, failed_count = 1, matched_count = 4, ambiguous_count = 2, notice = 'deleted nothing: over the threshold',
+		transactions = 8, connector_versions = '{"sample": "0.1.0", "memdb": "1.2.3"}',
 		started_at = $2, finished_at = $3 WHERE id = $1`, runID, started, started.Add(90*time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +298,9 @@ func TestRunWorkflow(t *testing.T) {
 	}
 	want := map[string]any{
 		"id": runID, "workflow_id": wfID, "status": "partial", "trigger": "manual",
-		"counts":       map[string]any{"read": 120.0, "created": 3.0, "updated": 5.0, "deleted": 0.0, "skipped": 111.0, "failed": 1.0},
+		"counts": map[string]any{"read": 120.0, "created": 3.0, "updated": 5.0, "deleted": 0.0, "skipped": 111.0, "failed": 1.0,
+			"matched": 4.0, "ambiguous": 2.0},
+		"notice":       "deleted nothing: over the threshold",
 		"transactions": 8.0, "connector_versions": map[string]any{"sample": "0.1.0", "memdb": "1.2.3"},
 		"attempts": 0.0, "created_at": got["created_at"],
 		"started_at": "2025-03-01T10:00:00Z", "finished_at": "2025-03-01T10:01:30Z",
@@ -289,12 +314,13 @@ func TestRunWorkflow(t *testing.T) {
 
 	recs := b.must(http.StatusOK, req{method: "GET", path: "/v1/runs/" + runID + "/records", token: u.token})
 	items := recs["items"].([]any)
-	if len(items) != 1 || items[0].(map[string]any)["record_id"] != "c_00000007" || items[0].(map[string]any)["message"] != "email is invalid" {
+	if len(items) != 1 || items[0].(map[string]any)["record_id"] != "c_00000007" || items[0].(map[string]any)["message"] != "email is invalid" ||
+		items[0].(map[string]any)["side"] != "source" || items[0].(map[string]any)["link_id"] != nil {
 		t.Fatalf("records = %v", recs)
 	}
 	runs := b.must(http.StatusOK, req{method: "GET", path: "/v1/workflows/" + wfID + "/runs", token: u.token})
-	if items := runs["items"].([]any); len(items) != 1 || items[0].(map[string]any)["id"] != runID {
-		t.Fatalf("runs = %v", runs)
+	if items := runs["items"].([]any); len(items) != 1 || !reflect.DeepEqual(items[0], got) {
+		t.Fatalf("runs = %v\nwant [%v]", runs, got)
 	}
 	// Finished: run-now queues a new run.
 	third := b.must(http.StatusAccepted, req{method: "POST", path: "/v1/workflows/" + wfID + "/run", token: u.token})
