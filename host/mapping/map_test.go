@@ -659,3 +659,56 @@ func BenchmarkHash(b *testing.B) {
 		}
 	}
 }
+
+func TestMapManyRules(t *testing.T) {
+	t.Parallel()
+	var rules []mapping.Rule
+	var in strings.Builder
+	in.WriteString("{")
+	for i := range 40 {
+		src, dst := string(rune('a'+i%26))+strings.Repeat("x", i/26), "t"+string(rune('a'+i%26))+strings.Repeat("x", i/26)
+		rules = append(rules, mapping.Rule{Source: src, Target: dst})
+		if i > 0 {
+			in.WriteString(",")
+		}
+		in.WriteString(`"` + src + `":` + string(rune('0'+i%10)))
+	}
+	in.WriteString("}")
+	m := mustMapper(t, rules...)
+	got, err := m.Map(mapping.SideSource, raw(in.String()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]int
+	if err := json.Unmarshal(got, &out); err != nil || len(out) != 40 {
+		t.Fatalf("Map = %s (%v), want 40 fields", got, err)
+	}
+	back, err := m.Map(mapping.SideTarget, got, raw(in.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1, _ := m.Project(mapping.SideSource, raw(in.String()))
+	if string(back) != string(p1) {
+		t.Fatalf("back = %s, want %s", back, p1)
+	}
+	if len(m.Fields(mapping.SideTarget)) != 40 {
+		t.Fatalf("Fields(target) = %v", m.Fields(mapping.SideTarget))
+	}
+}
+
+func TestErrorText(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err  mapping.Error
+		want string
+	}{
+		{mapping.Error{Index: -1, Message: "m"}, "mapping: m"},
+		{mapping.Error{Index: 2, Message: "m"}, "mapping[2]: m"},
+		{mapping.Error{Part: "filter", Index: 0, Message: "m"}, "filter[0]: m"},
+		{mapping.Error{Part: "match", Index: -1, Message: "m"}, "match: m"},
+	} {
+		if got := tc.err.Error(); got != tc.want {
+			t.Errorf("Error() = %q, want %q", got, tc.want)
+		}
+	}
+}
