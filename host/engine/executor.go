@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/synchron-io/synchron/host/connectors"
 	"github.com/synchron-io/synchron/host/mapping"
@@ -265,6 +266,14 @@ type workflowRow struct {
 	TargetObject       string          `db:"target_object"`
 	Mapping            json.RawMessage `db:"mapping"`
 	Cursor             []byte          `db:"cursor"`
+	TargetCursor       []byte          `db:"target_cursor"`
+	Direction          string          `db:"direction"`
+	Match              []byte          `db:"match"`
+	Filter             []byte          `db:"filter"`
+	Conflict           string          `db:"conflict"`
+	Deletes            string          `db:"deletes"`
+	WriteBack          []byte          `db:"write_back"`
+	DeleteThreshold    float64         `db:"delete_threshold_pct"`
 	SourceApp          string          `db:"source_app"`
 	SourceConfig       []byte          `db:"source_config"`
 	TargetApp          string          `db:"target_app"`
@@ -275,12 +284,16 @@ func (e *Executor) loadWorkflow(ctx context.Context, accountID, workflowID strin
 	var w workflowRow
 	err := e.db.GetContext(ctx, &w, `
 		SELECT w.id, w.account_id, w.source_connection_id, w.source_object, w.target_connection_id,
-			w.target_object, w.mapping, w.cursor,
+			w.target_object, w.mapping, w.cursor, w.target_cursor, w.direction, w.match, w.filter, w.conflict,
+			w.deletes, w.write_back, w.delete_threshold_pct,
 			s.app AS source_app, s.config_enc AS source_config, t.app AS target_app, t.config_enc AS target_config
 		FROM workflows w
 		JOIN connections s ON s.id = w.source_connection_id AND s.account_id = w.account_id
 		JOIN connections t ON t.id = w.target_connection_id AND t.account_id = w.account_id
 		WHERE w.id = $1 AND w.account_id = $2`, workflowID, accountID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load workflow %s: %w", workflowID, err)
 	}
@@ -351,52 +364,253 @@ func retryableRunError(err error) bool {
 	return sdk.IsTransportError(err) || errors.Is(err, ErrRetriesExhausted)
 }
 
-// attempt executes the run once, from the workflow's committed checkpoint.
+// linked reports whether a workflow needs the link table: two-way, or
+// one-way with matching, write-back or deletes. Plain one-way workflows take
+// the streaming fast path (upsert by the target's key).
+func (w *workflowRow) linked() bool {
+	return w.Direction == "two_way" || !isNullJSON(w.Match) || !isNullJSON(w.WriteBack) || w.Deletes != DeletesIgnore
+}
+
+func isNullJSON(b []byte) bool {
+	t := strings.TrimSpace(string(b))
+	return t == "" || t == "null" || t == "{}"
+}
+
+// prepared connectors and settings of one attempt or preview.
+type attemptSetup struct {
+	w        *workflowRow
+	mapper   *mapping.Mapper
+	src, dst *connectors.Lease
+	srcCfg   json.RawMessage
+	dstCfg   json.RawMessage
+}
+
+func (a *attemptSetup) release() {
+	if a.src != nil {
+		a.src.Release()
+	}
+	if a.dst != nil {
+		a.dst.Release()
+	}
+}
+
+func (e *Executor) setup(ctx context.Context, accountID, workflowID string) (*attemptSetup, error) {
+	w, err := e.loadWorkflow(ctx, accountID, workflowID)
+	if err != nil {
+		return nil, err
+	}
+	a := &attemptSetup{w: w}
+	rules, err := mapping.Parse(w.Mapping)
+	if err != nil {
+		return nil, fmt.Errorf("workflow mapping: %w", err)
+	}
+	if a.mapper, err = mapping.NewMapper(rules); err != nil {
+		return nil, fmt.Errorf("workflow mapping: %w", err)
+	}
+	if a.srcCfg, err = e.sealer.Open(w.SourceConfig, []byte(w.SourceConnectionID)); err != nil {
+		return nil, fmt.Errorf("decrypt source connection %s: %w", w.SourceConnectionID, err)
+	}
+	if a.dstCfg, err = e.sealer.Open(w.TargetConfig, []byte(w.TargetConnectionID)); err != nil {
+		return nil, fmt.Errorf("decrypt target connection %s: %w", w.TargetConnectionID, err)
+	}
+	if a.src, err = e.registry.Acquire(ctx, w.SourceApp); err != nil {
+		return nil, fmt.Errorf("start %s connector: %w", w.SourceApp, err)
+	}
+	if a.dst, err = e.registry.Acquire(ctx, w.TargetApp); err != nil {
+		a.release()
+		return nil, fmt.Errorf("start %s connector: %w", w.TargetApp, err)
+	}
+	return a, nil
+}
+
+// linkJob builds the linked sync of a prepared attempt.
+func (e *Executor) linkJob(a *attemptSetup, runID string) (*linkJob, error) {
+	w := a.w
+	j := &linkJob{
+		db: e.db, log: e.log, runID: runID, accountID: w.AccountID, wfID: w.ID,
+		twoWay: w.Direction == "two_way", mapper: a.mapper, conflict: w.Conflict, deletes: w.Deletes,
+		threshold: w.DeleteThreshold, batchSize: e.opts.BatchSize, retry: e.opts.Retry,
+		sides: map[Side]*sideConn{
+			SideSource: {side: SideSource, connID: w.SourceConnectionID, conn: a.src, config: a.srcCfg, object: w.SourceObject, cursor: w.Cursor},
+			SideTarget: {side: SideTarget, connID: w.TargetConnectionID, conn: a.dst, config: a.dstCfg, object: w.TargetObject, cursor: w.TargetCursor},
+		},
+	}
+	var err error
+	if j.match, err = mapping.ParseMatch(w.Match); err != nil {
+		return nil, fmt.Errorf("workflow match: %w", err)
+	}
+	if j.filter, err = mapping.ParseFilter(w.Filter); err != nil {
+		return nil, fmt.Errorf("workflow filter: %w", err)
+	}
+	if !isNullJSON(w.WriteBack) {
+		var wb struct {
+			Field string `json:"field"`
+		}
+		if err := json.Unmarshal(w.WriteBack, &wb); err != nil {
+			return nil, fmt.Errorf("workflow write_back: %w", err)
+		}
+		j.writeBackField = wb.Field
+	}
+	return j, nil
+}
+
+// attempt executes the run once, from the workflow's committed checkpoints.
 func (e *Executor) attempt(ctx context.Context, run *claimedRun) error {
-	w, err := e.loadWorkflow(ctx, run.AccountID, run.WorkflowID)
+	a, err := e.setup(ctx, run.AccountID, run.WorkflowID)
 	if err != nil {
 		return err
 	}
-	rules, err := mapping.Parse(w.Mapping)
-	if err != nil {
-		return fmt.Errorf("workflow mapping: %w", err)
-	}
-	mapper, err := mapping.NewMapper(rules)
-	if err != nil {
-		return fmt.Errorf("workflow mapping: %w", err)
-	}
-	srcCfg, err := e.sealer.Open(w.SourceConfig, []byte(w.SourceConnectionID))
-	if err != nil {
-		return fmt.Errorf("decrypt source connection %s: %w", w.SourceConnectionID, err)
-	}
-	dstCfg, err := e.sealer.Open(w.TargetConfig, []byte(w.TargetConnectionID))
-	if err != nil {
-		return fmt.Errorf("decrypt target connection %s: %w", w.TargetConnectionID, err)
-	}
-	src, err := e.registry.Acquire(ctx, w.SourceApp)
-	if err != nil {
-		return fmt.Errorf("start %s connector: %w", w.SourceApp, err)
-	}
-	defer src.Release()
-	dst, err := e.registry.Acquire(ctx, w.TargetApp)
-	if err != nil {
-		return fmt.Errorf("start %s connector: %w", w.TargetApp, err)
-	}
-	defer dst.Release()
-
-	versions, _ := json.Marshal(map[string]string{src.Name: src.Version, dst.Name: dst.Version})
+	defer a.release()
+	w := a.w
+	versions, _ := json.Marshal(map[string]string{a.src.Name: a.src.Version, a.dst.Name: a.dst.Version})
 	if err := e.exec(ctx, run.ID, `UPDATE runs SET connector_versions = $2 WHERE id = $1 AND leased_by = $3`,
 		run.ID, versions, e.opts.HostID); err != nil {
 		return err
 	}
 
+	if w.linked() {
+		j, err := e.linkJob(a, run.ID)
+		if err != nil {
+			return err
+		}
+		j.lease = func(ctx context.Context, tx *sqlx.Tx, c Counts, matched, ambiguous int64) error {
+			return e.addCounts(ctx, tx, run, c, matched, ambiguous)
+		}
+		if err := j.run(ctx); err != nil {
+			return err
+		}
+		return e.saveConfigs(ctx, run, j)
+	}
+
+	retries, err := e.dueRetries(ctx, w)
+	if err != nil {
+		return err
+	}
 	_, err = Sync(ctx, Job{
-		Source: src, SourceConfig: srcCfg, SourceObject: w.SourceObject,
-		Target: dst, TargetConfig: dstCfg, TargetObject: w.TargetObject,
-		Mapper: mapper, Cursor: w.Cursor, BatchSize: e.opts.BatchSize, Retry: e.opts.Retry,
+		Source: a.src, SourceConfig: a.srcCfg, SourceObject: w.SourceObject,
+		Target: a.dst, TargetConfig: a.dstCfg, TargetObject: w.TargetObject,
+		Mapper: a.mapper, Cursor: w.Cursor, BatchSize: e.opts.BatchSize, Retry: e.opts.Retry, Retries: retries,
 		Commit: func(ctx context.Context, p Progress) error { return e.commit(ctx, run, w, p) },
 	})
 	return err
+}
+
+// dueRetries loads the records of a one-way workflow due for a retry.
+func (e *Executor) dueRetries(ctx context.Context, w *workflowRow) ([]sdk.Record, error) {
+	var rows []struct {
+		RecordID string          `db:"record_id"`
+		Fields   json.RawMessage `db:"fields"`
+		Modified sql.NullTime    `db:"modified_at"`
+		Deleted  bool            `db:"deleted"`
+	}
+	if err := e.db.SelectContext(ctx, &rows, `SELECT record_id, fields, modified_at, deleted FROM retry_queue
+		WHERE workflow_id = $1 AND account_id = $2 AND side = 'source' AND kind = 'retryable' AND next_retry_at <= now()
+		ORDER BY next_retry_at LIMIT 10000`, w.ID, w.AccountID); err != nil {
+		return nil, fmt.Errorf("load retry queue: %w", err)
+	}
+	out := make([]sdk.Record, len(rows))
+	for i, r := range rows {
+		out[i] = sdk.Record{ID: r.RecordID, Fields: r.Fields, UpdatedAt: r.Modified.Time, Deleted: r.Deleted}
+	}
+	return out, nil
+}
+
+// addCounts adds to the run's counts and renews its lease inside tx; it
+// fails with ErrLeaseLost when another host owns the run now.
+func (e *Executor) addCounts(ctx context.Context, tx *sqlx.Tx, run *claimedRun, c Counts, matched, ambiguous int64) error {
+	res, err := tx.ExecContext(ctx, `
+		UPDATE runs SET read_count = read_count + $3, created_count = created_count + $4,
+			updated_count = updated_count + $5, deleted_count = deleted_count + $6,
+			skipped_count = skipped_count + $7, failed_count = failed_count + $8,
+			transactions = transactions + $9, matched_count = matched_count + $10,
+			ambiguous_count = ambiguous_count + $11, lease_expires_at = now() + $12::interval
+		WHERE id = $1 AND leased_by = $2 AND status = 'running'`,
+		run.ID, e.opts.HostID, c.Read, c.Created, c.Updated, c.Deleted, c.Skipped, c.Failed, c.Transactions(),
+		matched, ambiguous, e.opts.Lease.String())
+	if err != nil {
+		return fmt.Errorf("update run counts: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+// saveConfigs stores credentials the connectors refreshed during a linked run.
+func (e *Executor) saveConfigs(ctx context.Context, run *claimedRun, j *linkJob) error {
+	for _, s := range j.sides {
+		if s.updatedConfig == nil {
+			continue
+		}
+		sealed, err := e.sealer.Seal(s.updatedConfig, []byte(s.connID))
+		if err != nil {
+			return fmt.Errorf("encrypt refreshed credentials: %w", err)
+		}
+		if _, err := e.db.ExecContext(ctx, `UPDATE connections SET config_enc = $3, updated_at = now() WHERE id = $1 AND account_id = $2`,
+			s.connID, run.AccountID, sealed); err != nil {
+			return fmt.Errorf("save refreshed credentials: %w", err)
+		}
+	}
+	return nil
+}
+
+// Preview computes what the next run of the workflow would do. It reads
+// both apps but writes nothing to them, nor to the workflow's links,
+// checkpoints or runs.
+func (e *Executor) Preview(ctx context.Context, accountID, workflowID string) (*Preview, error) {
+	a, err := e.setup(ctx, accountID, workflowID)
+	if err != nil {
+		return nil, err
+	}
+	defer a.release()
+	j, err := e.linkJob(a, "pre_"+randomID())
+	if err != nil {
+		return nil, err
+	}
+	j.dry = true
+	j.preview = &Preview{Actions: []PlannedAction{}}
+	if !a.w.linked() {
+		j.preview.Note = "this one-way workflow upserts by the target's key: records it would write are counted as updates; the run tells creates from updates"
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = j.clearStage(cctx)
+	}()
+	if err := j.run(ctx); err != nil {
+		return nil, fmt.Errorf("preview: %w", err)
+	}
+	return j.preview, nil
+}
+
+// ErrNothingToRetry is returned by RetryFailed for a run without failed records.
+var ErrNothingToRetry = errors.New("the run has no failed records to retry")
+
+// RetryFailed queues the records that failed in a run for an immediate retry
+// and enqueues a run (trigger "retry") of its workflow.
+func (e *Executor) RetryFailed(ctx context.Context, accountID, runID string) (string, int, error) {
+	var workflowID string
+	err := e.db.GetContext(ctx, &workflowID, `SELECT workflow_id FROM runs WHERE id = $1 AND account_id = $2`, runID, accountID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", 0, ErrNotFound
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("engine: retry run %s: %w", runID, err)
+	}
+	res, err := e.db.ExecContext(ctx, `UPDATE retry_queue SET kind = 'retryable', next_retry_at = now(), updated_at = now()
+		WHERE account_id = $1 AND workflow_id = $2 AND run_id = $3`, accountID, workflowID, runID)
+	if err != nil {
+		return "", 0, fmt.Errorf("engine: retry run %s: %w", runID, err)
+	}
+	n, _ := res.RowsAffected()
+	if n == 0 {
+		return "", 0, ErrNothingToRetry
+	}
+	id, err := e.Enqueue(ctx, accountID, workflowID, "retry")
+	if err != nil {
+		return "", 0, err
+	}
+	return id, int(n), nil
 }
 
 // commit persists one batch in one transaction: run counts, failed records,
@@ -426,6 +640,31 @@ func (e *Executor) commit(ctx context.Context, run *claimedRun, w *workflowRow, 
 			INSERT INTO run_records (run_id, account_id, record_id, direction, status, message, created_at)
 			VALUES ($1, $2, $3, 'to_target', $4, $5, now())`, run.ID, run.AccountID, f.RecordID, f.Status, truncate(f.Message, 2000)); err != nil {
 			return fmt.Errorf("record failure of %s: %w", f.RecordID, err)
+		}
+		// Kept with the record so a user can retry it (rejected records are
+		// not retried automatically: the same data would fail again).
+		fields := []byte(f.Record.Fields)
+		if len(fields) == 0 {
+			fields = []byte("{}")
+		}
+		var mod *time.Time
+		if !f.Record.UpdatedAt.IsZero() {
+			mod = &f.Record.UpdatedAt
+		}
+		if _, err := tx.ExecContext(ctx, `
+			INSERT INTO retry_queue (account_id, workflow_id, side, record_id, fields, modified_at, deleted, run_id, next_retry_at, last_error, kind)
+			VALUES ($1, $2, 'source', $3, $4, $5, $6, $7, now(), $8, 'rejected')
+			ON CONFLICT (workflow_id, side, record_id) DO UPDATE SET fields = EXCLUDED.fields, modified_at = EXCLUDED.modified_at,
+				run_id = EXCLUDED.run_id, attempts = retry_queue.attempts + 1, last_error = EXCLUDED.last_error,
+				kind = 'rejected', updated_at = now()`,
+			run.AccountID, w.ID, f.RecordID, fields, mod, f.Record.Deleted, run.ID, truncate(f.Message, 2000)); err != nil {
+			return fmt.Errorf("keep failed record %s: %w", f.RecordID, err)
+		}
+	}
+	if len(p.Retried) > 0 {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM retry_queue WHERE workflow_id = $1 AND side = 'source' AND record_id = ANY($2)`,
+			w.ID, pq.Array(p.Retried)); err != nil {
+			return fmt.Errorf("clear retried records: %w", err)
 		}
 	}
 	for _, u := range []struct {

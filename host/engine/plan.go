@@ -64,4 +64,6 @@ type Preview struct {
 	DeleteSafetyStop bool `json:"delete_safety_stop"`
 	// Actions lists the first planned actions (at most 100), for a look.
 	Actions []PlannedAction `json:"actions"`
+	// Note qualifies the figures when the engine cannot tell them exactly.
+	Note string `json:"note,omitempty"`
 }

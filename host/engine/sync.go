@@ -39,11 +39,13 @@ func (c Counts) Add(d Counts) Counts {
 	}
 }
 
-// Failure is one record that could not be written.
+// Failure is one record that could not be written. Record is the record as
+// read, kept so a retry needs no read by id.
 type Failure struct {
 	RecordID string
 	Status   string // "rejected"
 	Message  string
+	Record   sdk.Record
 }
 
 // Progress is what one committed batch changed. Commit must persist all of it
@@ -53,6 +55,8 @@ type Progress struct {
 	Counts     Counts
 	Failures   []Failure
 	Checkpoint []byte // nil: the checkpoint does not move
+	// Retried lists the ids of retried records that were written this time.
+	Retried []string
 	// SourceConfig / TargetConfig are credentials a connector refreshed and
 	// the host must save (nil: unchanged).
 	SourceConfig json.RawMessage
@@ -87,7 +91,9 @@ type Job struct {
 	TargetObject string
 	Mapper       *mapping.Mapper
 	// Cursor is the committed checkpoint to resume from (nil: from the start).
-	Cursor    []byte
+	Cursor []byte
+	// Retries are records that failed in earlier runs, written first.
+	Retries   []sdk.Record
 	BatchSize int
 	Retry     RetryPolicy
 	// Commit persists one batch's progress; it is called after the batch's
@@ -111,6 +117,16 @@ func Sync(ctx context.Context, job Job) (Counts, error) {
 	readDone := make(chan error, 1)
 	go func() {
 		defer close(batches)
+		if len(job.Retries) > 0 {
+			pb := prepare(job.Mapper, sdk.ReadBatch{Records: job.Retries})
+			pb.retry = true
+			select {
+			case batches <- pb:
+			case <-ctx.Done():
+				readDone <- ctx.Err()
+				return
+			}
+		}
 		readDone <- job.Source.Read(ctx, sdk.ReadRequest{
 			Config: job.SourceConfig, Object: job.SourceObject, Cursor: job.Cursor, BatchSize: job.BatchSize,
 		}, sdk.ReadSinkFunc(func(ctx context.Context, b sdk.ReadBatch) error {
@@ -157,8 +173,9 @@ func Sync(ctx context.Context, job Job) (Counts, error) {
 type prepared struct {
 	progress Progress
 	records  []sdk.WriteRecord
-	ids      map[string]string // ref -> source record id
-	err      error             // the source reported an error with this batch
+	recs     map[string]sdk.Record // ref -> source record
+	err      error                 // the source reported an error with this batch
+	retry    bool                  // the batch holds retried records
 }
 
 // prepare maps one source batch into write records.
@@ -166,7 +183,7 @@ func prepare(m *mapping.Mapper, b sdk.ReadBatch) *prepared {
 	pb := &prepared{
 		progress: Progress{Checkpoint: b.Checkpoint, SourceConfig: b.UpdatedConfig},
 		records:  make([]sdk.WriteRecord, 0, len(b.Records)),
-		ids:      make(map[string]string, len(b.Records)),
+		recs:     make(map[string]sdk.Record, len(b.Records)),
 	}
 	if b.Diagnostics.HasError() {
 		pb.err = fmt.Errorf("source: %s", b.Diagnostics.Error())
@@ -184,11 +201,11 @@ func prepare(m *mapping.Mapper, b sdk.ReadBatch) *prepared {
 		fields, err := m.Apply(r.Fields)
 		if err != nil {
 			p.Counts.Failed++
-			p.Failures = append(p.Failures, Failure{RecordID: r.ID, Status: "rejected", Message: err.Error()})
+			p.Failures = append(p.Failures, Failure{RecordID: r.ID, Status: "rejected", Message: err.Error(), Record: r})
 			continue
 		}
 		ref := strconv.Itoa(i)
-		pb.ids[ref] = r.ID
+		pb.recs[ref] = r
 		pb.records = append(pb.records, sdk.WriteRecord{Ref: ref, Fields: fields})
 	}
 	return pb
@@ -227,6 +244,9 @@ func writeBatch(ctx context.Context, job Job, pb *prepared) error {
 			}
 			switch res.Status {
 			case sdk.WriteOK:
+				if pb.retry {
+					p.Retried = append(p.Retried, pb.recs[rec.Ref].ID)
+				}
 				switch res.Action {
 				case sdk.ActionCreated:
 					p.Counts.Created++
@@ -246,7 +266,8 @@ func writeBatch(ctx context.Context, job Job, pb *prepared) error {
 					msg = "rejected by the target without a message"
 				}
 				p.Counts.Failed++
-				p.Failures = append(p.Failures, Failure{RecordID: pb.ids[rec.Ref], Status: "rejected", Message: msg})
+				r := pb.recs[rec.Ref]
+				p.Failures = append(p.Failures, Failure{RecordID: r.ID, Status: "rejected", Message: msg, Record: r})
 			}
 		}
 		pending = retry

@@ -1,0 +1,1246 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/synchron-io/synchron/host/mapping"
+	"github.com/synchron-io/synchron/sdk"
+)
+
+// This file holds the linked sync: the engine of two-way workflows (and of
+// one-way workflows that match, write back or propagate deletes). A run
+//
+//  1. stages the changes read from each side since its checkpoint (and the
+//     records due for a retry) in run_stage, so memory stays flat;
+//  2. plans and writes the source side's changes, then the target side's,
+//     chunk by chunk, against the link table: linked records are updated,
+//     echoes of Synchron's own writes are skipped, unlinked records are
+//     matched by key or created, conflicts are settled by the policy;
+//  3. settles deletions (ignore, propagate with a safety stop, or approve);
+//  4. commits both checkpoints and clears the stage.
+//
+// Each chunk's writes are committed (links, history, counts, failures) before
+// the next chunk: a run that dies is resumed by re-reading from the
+// checkpoints, and the link hashes make that replay write nothing twice.
+
+// Conflict policies.
+const (
+	ConflictSourceWins = "source_wins"
+	ConflictTargetWins = "target_wins"
+	ConflictNewestWins = "newest_wins"
+)
+
+// Delete policies.
+const (
+	DeletesIgnore    = "ignore"
+	DeletesPropagate = "propagate"
+	DeletesApprove   = "approve"
+)
+
+const chunkSize = 500
+
+// sideConn is one side of a workflow during a run.
+type sideConn struct {
+	side   Side
+	connID string
+	conn   sdk.Connector
+	config json.RawMessage
+	object string
+	cursor []byte
+	// set by stage
+	next          []byte
+	updatedConfig json.RawMessage
+}
+
+// linkJob is one attempt of a linked run, or a preview when dry.
+type linkJob struct {
+	db             *sqlx.DB
+	log            hclog.Logger
+	runID          string
+	accountID      string
+	wfID           string
+	twoWay         bool
+	mapper         *mapping.Mapper
+	match          *mapping.Match
+	filter         *mapping.Filter
+	conflict       string
+	deletes        string
+	writeBackField string
+	threshold      float64 // percent
+	sides          map[Side]*sideConn
+	batchSize      int
+	retry          RetryPolicy
+	dry            bool
+	preview        *Preview
+	// lease: when set, every chunk commit checks and renews the run's lease.
+	lease func(ctx context.Context, tx *sqlx.Tx, c Counts, matched, ambiguous int64) error
+
+	deletions []deletion
+	notice    string
+}
+
+type deletion struct {
+	side     Side // the side the record was deleted on
+	recordID string
+	linkID   string
+	otherID  string
+}
+
+func mside(s Side) mapping.Side {
+	if s == SideSource {
+		return mapping.SideSource
+	}
+	return mapping.SideTarget
+}
+
+// run executes the job: stage, both passes, deletes, final commit.
+func (j *linkJob) run(ctx context.Context) error {
+	if err := j.clearStage(ctx); err != nil {
+		return err
+	}
+	order := []Side{SideSource}
+	if j.twoWay {
+		order = append(order, SideTarget)
+	}
+	for _, s := range order {
+		if err := j.stage(ctx, j.sides[s]); err != nil {
+			return err
+		}
+	}
+	if err := j.stageRetries(ctx); err != nil {
+		return err
+	}
+	for _, s := range order {
+		if err := j.pass(ctx, s); err != nil {
+			return err
+		}
+	}
+	if err := j.settleDeletes(ctx); err != nil {
+		return err
+	}
+	if j.dry {
+		return j.clearStage(ctx)
+	}
+	return j.finish(ctx)
+}
+
+func (j *linkJob) clearStage(ctx context.Context) error {
+	if _, err := j.db.ExecContext(ctx, `DELETE FROM run_stage WHERE run_id = $1`, j.runID); err != nil {
+		return fmt.Errorf("clear stage: %w", err)
+	}
+	return nil
+}
+
+// stagedRecord is a record about to be staged.
+type stagedRecord struct {
+	id       string
+	fields   json.RawMessage
+	modified time.Time
+	deleted  bool
+	key      string
+	hash     string
+}
+
+func (j *linkJob) toStaged(side Side, r sdk.Record) (stagedRecord, error) {
+	fields := r.Fields
+	if len(bytes.TrimSpace(fields)) == 0 || bytes.Equal(bytes.TrimSpace(fields), []byte("null")) {
+		fields = json.RawMessage(`{}`)
+	}
+	st := stagedRecord{id: r.ID, fields: fields, modified: r.UpdatedAt, deleted: r.Deleted}
+	h, err := j.mapper.Hash(mside(side), fields)
+	if err != nil {
+		return st, fmt.Errorf("record %s of the %s: %w", r.ID, side, err)
+	}
+	st.hash = h
+	if j.match != nil {
+		if k, ok := j.match.Key(mside(side), fields); ok {
+			st.key = k
+		}
+	}
+	return st, nil
+}
+
+// insertStage writes staged records; retry rows never replace a fresh read.
+func (j *linkJob) insertStage(ctx context.Context, side Side, recs []stagedRecord, retry bool) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	// A record read twice in one batch keeps its last version.
+	seen := make(map[string]int, len(recs))
+	uniq := recs[:0:0]
+	for _, r := range recs {
+		if i, ok := seen[r.id]; ok {
+			uniq[i] = r
+			continue
+		}
+		seen[r.id] = len(uniq)
+		uniq = append(uniq, r)
+	}
+	ids := make([]string, len(uniq))
+	fields := make([]string, len(uniq))
+	mods := make([]string, len(uniq))
+	dels := make([]bool, len(uniq))
+	keys := make([]string, len(uniq))
+	hashes := make([]string, len(uniq))
+	for i, r := range uniq {
+		ids[i], fields[i], dels[i], keys[i], hashes[i] = r.id, string(r.fields), r.deleted, r.key, r.hash
+		if !r.modified.IsZero() {
+			mods[i] = r.modified.UTC().Format(time.RFC3339Nano)
+		}
+	}
+	onConflict := `ON CONFLICT (run_id, side, record_id) DO UPDATE SET fields = EXCLUDED.fields,
+		modified_at = EXCLUDED.modified_at, deleted = EXCLUDED.deleted, match_key = EXCLUDED.match_key,
+		hash = EXCLUDED.hash, retry = false, done = false`
+	if retry {
+		onConflict = `ON CONFLICT (run_id, side, record_id) DO NOTHING`
+	}
+	_, err := j.db.ExecContext(ctx, `
+		INSERT INTO run_stage (run_id, side, record_id, fields, modified_at, deleted, match_key, hash, retry)
+		SELECT $1, $2, u.id, u.f::jsonb, NULLIF(u.m, '')::timestamptz, u.d, NULLIF(u.k, ''), u.h, $9
+		FROM unnest($3::text[], $4::text[], $5::text[], $6::bool[], $7::text[], $8::text[]) AS u(id, f, m, d, k, h)
+		`+onConflict,
+		j.runID, string(side), pq.Array(ids), pq.Array(fields), pq.Array(mods), pq.Array(dels), pq.Array(keys), pq.Array(hashes), retry)
+	if err != nil {
+		return fmt.Errorf("stage %d %s records: %w", len(uniq), side, err)
+	}
+	return nil
+}
+
+// stage reads one side's changes since its checkpoint into run_stage.
+func (j *linkJob) stage(ctx context.Context, s *sideConn) error {
+	s.next = s.cursor
+	err := s.conn.Read(ctx, sdk.ReadRequest{Config: s.config, Object: s.object, Cursor: s.cursor, BatchSize: j.batchSize},
+		sdk.ReadSinkFunc(func(ctx context.Context, b sdk.ReadBatch) error {
+			if b.Diagnostics.HasError() {
+				return fmt.Errorf("%s: %s", s.side, b.Diagnostics.Error())
+			}
+			if b.UpdatedConfig != nil {
+				s.updatedConfig = b.UpdatedConfig
+			}
+			recs := make([]stagedRecord, 0, len(b.Records))
+			for _, r := range b.Records {
+				st, err := j.toStaged(s.side, r)
+				if err != nil {
+					return err
+				}
+				recs = append(recs, st)
+			}
+			if err := j.insertStage(ctx, s.side, recs, false); err != nil {
+				return err
+			}
+			if b.Checkpoint != nil {
+				s.next = b.Checkpoint
+			}
+			return nil
+		}))
+	if err != nil {
+		return fmt.Errorf("read %s %s: %w", s.side, s.object, err)
+	}
+	return nil
+}
+
+// stageRetries stages the records of the retry queue that are due.
+func (j *linkJob) stageRetries(ctx context.Context) error {
+	var rows []struct {
+		Side     string          `db:"side"`
+		RecordID string          `db:"record_id"`
+		Fields   json.RawMessage `db:"fields"`
+		Modified sql.NullTime    `db:"modified_at"`
+		Deleted  bool            `db:"deleted"`
+	}
+	if err := j.db.SelectContext(ctx, &rows, `
+		SELECT side, record_id, fields, modified_at, deleted FROM retry_queue
+		WHERE workflow_id = $1 AND account_id = $2 AND kind = 'retryable' AND next_retry_at <= now()
+		ORDER BY next_retry_at LIMIT 10000`, j.wfID, j.accountID); err != nil {
+		return fmt.Errorf("load retry queue: %w", err)
+	}
+	bySide := map[Side][]stagedRecord{}
+	for _, r := range rows {
+		side := Side(r.Side)
+		if side == SideTarget && !j.twoWay {
+			continue
+		}
+		st, err := j.toStaged(side, sdk.Record{ID: r.RecordID, Fields: r.Fields, UpdatedAt: r.Modified.Time, Deleted: r.Deleted})
+		if err != nil {
+			return err
+		}
+		bySide[side] = append(bySide[side], st)
+	}
+	for side, recs := range bySide {
+		if err := j.insertStage(ctx, side, recs, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// row is a staged record joined with its link and the other side's staged
+// change of the same link.
+type row struct {
+	RecordID     string          `db:"record_id"`
+	Fields       json.RawMessage `db:"fields"`
+	Modified     sql.NullTime    `db:"modified_at"`
+	Deleted      bool            `db:"deleted"`
+	Key          sql.NullString  `db:"match_key"`
+	Hash         string          `db:"hash"`
+	Retry        bool            `db:"retry"`
+	LinkID       sql.NullString  `db:"link_id"`
+	OtherID      sql.NullString  `db:"other_id"`
+	MyHash       sql.NullString  `db:"my_hash"`
+	OtherHash    sql.NullString  `db:"other_hash"`
+	MyValues     []byte          `db:"my_values"`
+	OtherValues  []byte          `db:"other_values"`
+	MyDeleted    sql.NullBool    `db:"my_deleted"`
+	OtherDeleted sql.NullBool    `db:"other_deleted"`
+	OFields      []byte          `db:"o_fields"`
+	OModified    sql.NullTime    `db:"o_modified_at"`
+	ODeleted     sql.NullBool    `db:"o_deleted"`
+	OHash        sql.NullString  `db:"o_hash"`
+}
+
+// candidate is an unlinked staged record of the other side.
+type candidate struct {
+	RecordID string          `db:"record_id"`
+	Fields   json.RawMessage `db:"fields"`
+	Modified sql.NullTime    `db:"modified_at"`
+	Key      string          `db:"match_key"`
+	Hash     string          `db:"hash"`
+}
+
+// op is the plan for one staged record.
+type op struct {
+	r        *row
+	kind     ActionKind
+	conflict bool
+	note     string
+	// the link to create or update
+	linkID  string
+	otherID string
+	// write to the other side (nil: nothing to write)
+	write  *sdk.WriteRecord
+	mapped json.RawMessage
+	// link state after the op, from the side being passed (my) and the other
+	myValues    json.RawMessage
+	myHash      string
+	otherValues json.RawMessage
+	otherHash   string
+	myKey       string
+	otherKey    string
+	otherMod    sql.NullTime
+	// other-side staged records this op settles
+	settle []string
+	// outcome
+	result *sdk.WriteResult
+	failed string // failure status: rejected, retryable, ambiguous
+}
+
+// pass plans and writes the staged changes of one side, chunk by chunk.
+func (j *linkJob) pass(ctx context.Context, my Side) error {
+	other := my.Other()
+	q := fmt.Sprintf(`
+		SELECT s.record_id, s.fields, s.modified_at, s.deleted, s.match_key, s.hash, s.retry,
+			l.id AS link_id, l.%[2]s_id AS other_id, l.%[1]s_hash AS my_hash, l.%[2]s_hash AS other_hash,
+			l.%[1]s_values AS my_values, l.%[2]s_values AS other_values,
+			l.%[1]s_deleted AS my_deleted, l.%[2]s_deleted AS other_deleted,
+			o.fields AS o_fields, o.modified_at AS o_modified_at, o.deleted AS o_deleted, o.hash AS o_hash
+		FROM run_stage s
+		LEFT JOIN links l ON l.workflow_id = $2 AND l.%[1]s_id = s.record_id
+		LEFT JOIN run_stage o ON o.run_id = s.run_id AND o.side = '%[2]s' AND o.record_id = l.%[2]s_id AND NOT o.done
+		WHERE s.run_id = $1 AND s.side = '%[1]s' AND NOT s.done AND s.record_id > $3
+		ORDER BY s.record_id
+		LIMIT $4`, my, other)
+	after := ""
+	for {
+		var rows []row
+		if err := j.db.SelectContext(ctx, &rows, q, j.runID, j.wfID, after, chunkSize); err != nil {
+			return fmt.Errorf("load staged %s records: %w", my, err)
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		after = rows[len(rows)-1].RecordID
+		if err := j.chunk(ctx, my, rows); err != nil {
+			return err
+		}
+	}
+}
+
+// chunk plans, writes and commits one chunk of staged records of side my.
+func (j *linkJob) chunk(ctx context.Context, my Side, rows []row) error {
+	other := my.Other()
+	cands, dupMine, linkedOther, err := j.lookupCandidates(ctx, my, rows)
+	if err != nil {
+		return err
+	}
+	ops := make([]*op, 0, len(rows))
+	var settled []string
+	for i := range rows {
+		o, err := j.plan(my, &rows[i], cands, dupMine, linkedOther)
+		if err != nil {
+			return err
+		}
+		if o == nil {
+			continue
+		}
+		ops = append(ops, o)
+		settled = append(settled, o.settle...)
+	}
+
+	var writes []sdk.WriteRecord
+	byRef := map[string]*op{}
+	for i, o := range ops {
+		if o.write == nil {
+			continue
+		}
+		o.write.Ref = strconv.Itoa(i)
+		byRef[o.write.Ref] = o
+		writes = append(writes, *o.write)
+	}
+	if j.dry {
+		for _, o := range ops {
+			j.account(my, o, true)
+		}
+		return j.markDone(ctx, my, rows, settled)
+	}
+	if len(writes) > 0 {
+		results, err := writeWithRetry(ctx, j.sides[other], writes, j.retry)
+		if err != nil && !errors.Is(err, ErrRetriesExhausted) {
+			return err
+		}
+		for ref, res := range results {
+			res := res
+			byRef[ref].result = &res
+		}
+		for _, w := range writes {
+			o := byRef[w.Ref]
+			switch {
+			case o.result == nil:
+				o.failed, o.note = "retryable", "the app kept answering retryable errors"
+			case o.result.Status == sdk.WriteRejected:
+				o.failed, o.note = "rejected", o.result.Message
+			case o.result.Status == sdk.WriteRetryable:
+				o.failed, o.note = "retryable", o.result.Message
+			}
+		}
+	}
+	if err := j.writeBack(ctx, my, ops); err != nil {
+		return err
+	}
+	return j.commitChunk(ctx, my, rows, ops, settled)
+}
+
+// lookupCandidates finds, for the matching keys of the chunk's unlinked
+// records: the other side's unlinked staged records, how many unlinked staged
+// records of this side share each key, and how many links the other side
+// already has with each key.
+func (j *linkJob) lookupCandidates(ctx context.Context, my Side, rows []row) (map[string][]candidate, map[string]int, map[string]int, error) {
+	var keys []string
+	for _, r := range rows {
+		if !r.LinkID.Valid && r.Key.Valid && !r.Deleted {
+			keys = append(keys, r.Key.String)
+		}
+	}
+	cands := map[string][]candidate{}
+	dup := map[string]int{}
+	linked := map[string]int{}
+	if len(keys) == 0 || j.match == nil {
+		return cands, dup, linked, nil
+	}
+	other := my.Other()
+	var cs []candidate
+	if err := j.db.SelectContext(ctx, &cs, fmt.Sprintf(`
+		SELECT s.record_id, s.fields, s.modified_at, s.match_key, s.hash FROM run_stage s
+		WHERE s.run_id = $1 AND s.side = '%[2]s' AND s.match_key = ANY($3) AND NOT s.done AND NOT s.deleted
+		AND NOT EXISTS (SELECT 1 FROM links l WHERE l.workflow_id = $2 AND l.%[2]s_id = s.record_id)`, my, other),
+		j.runID, j.wfID, pq.Array(keys)); err != nil {
+		return nil, nil, nil, fmt.Errorf("match candidates: %w", err)
+	}
+	for _, c := range cs {
+		cands[c.Key] = append(cands[c.Key], c)
+	}
+	var counts []struct {
+		Key string `db:"k"`
+		N   int    `db:"n"`
+	}
+	if err := j.db.SelectContext(ctx, &counts, fmt.Sprintf(`
+		SELECT s.match_key AS k, count(*) AS n FROM run_stage s
+		WHERE s.run_id = $1 AND s.side = '%[1]s' AND s.match_key = ANY($3) AND NOT s.done AND NOT s.deleted
+		AND NOT EXISTS (SELECT 1 FROM links l WHERE l.workflow_id = $2 AND l.%[1]s_id = s.record_id)
+		GROUP BY s.match_key`, my), j.runID, j.wfID, pq.Array(keys)); err != nil {
+		return nil, nil, nil, fmt.Errorf("count duplicate keys: %w", err)
+	}
+	for _, c := range counts {
+		dup[c.Key] = c.N
+	}
+	counts = counts[:0]
+	if err := j.db.SelectContext(ctx, &counts, fmt.Sprintf(`
+		SELECT %[1]s_key AS k, count(*) AS n FROM links
+		WHERE workflow_id = $1 AND %[1]s_key = ANY($2) AND NOT %[1]s_deleted GROUP BY %[1]s_key`, other),
+		j.wfID, pq.Array(keys)); err != nil {
+		return nil, nil, nil, fmt.Errorf("count linked keys: %w", err)
+	}
+	for _, c := range counts {
+		linked[c.Key] = c.N
+	}
+	return cands, dup, linked, nil
+}
+
+// winner settles a conflict between this side's change and the other's.
+func (j *linkJob) winner(my Side, myMod, otherMod sql.NullTime) Side {
+	switch j.conflict {
+	case ConflictTargetWins:
+		return SideTarget
+	case ConflictNewestWins:
+		srcMod, tgtMod := myMod, otherMod
+		if my == SideTarget {
+			srcMod, tgtMod = otherMod, myMod
+		}
+		if tgtMod.Valid && (!srcMod.Valid || tgtMod.Time.After(srcMod.Time)) {
+			return SideTarget
+		}
+		return SideSource // ties go to the source: deterministic
+	default:
+		return SideSource
+	}
+}
+
+// plan decides what to do with one staged record of side my.
+func (j *linkJob) plan(my Side, r *row, cands map[string][]candidate, dupMine, linkedOther map[string]int) (*op, error) {
+	other := my.Other()
+	ms, mo := mside(my), mside(other)
+	o := &op{r: r, kind: ActSkip, myHash: r.Hash, myKey: r.Key.String}
+	if r.LinkID.Valid {
+		o.linkID, o.otherID = r.LinkID.String, r.OtherID.String
+	}
+
+	if r.Deleted {
+		if r.LinkID.Valid && !r.MyDeleted.Bool && !r.OtherDeleted.Bool {
+			j.deletions = append(j.deletions, deletion{side: my, recordID: r.RecordID, linkID: r.LinkID.String, otherID: r.OtherID.String})
+		}
+		o.note = "deleted"
+		return o, nil
+	}
+	if !j.filter.Match(ms, r.Fields) {
+		o.note = "filtered out"
+		return o, nil
+	}
+	myValues, err := j.mapper.Project(ms, r.Fields)
+	if err != nil {
+		return nil, fmt.Errorf("project %s record %s: %w", my, r.RecordID, err)
+	}
+	o.myValues = myValues
+
+	if r.LinkID.Valid {
+		o.otherValues, o.otherHash = r.OtherValues, r.OtherHash.String
+		if r.OtherDeleted.Bool {
+			o.note = "the linked record was deleted"
+			return o, nil
+		}
+		if r.Hash == r.MyHash.String {
+			o.note = "unchanged since Synchron last synced it"
+			return o, nil
+		}
+		mapped, newHash, err := j.mapInto(my, r.Fields, r.OtherValues)
+		if err != nil {
+			return nil, err
+		}
+		meaningful := newHash != r.OtherHash.String
+		if r.OHash.Valid && r.OHash.String != r.OtherHash.String && !r.ODeleted.Bool {
+			// The other side changed too since the last sync.
+			_, backHash, err := j.mapInto(other, r.OFields, r.MyValues)
+			if err != nil {
+				return nil, err
+			}
+			otherMeaningful := j.twoWay && backHash != r.MyHash.String
+			switch {
+			case !meaningful:
+				// This change does not reach the other side: let the other side's pass handle its change.
+				o.note = "change does not touch mapped fields of the other side"
+				return o, nil
+			case !otherMeaningful:
+				o.settle = append(o.settle, r.OtherID.String)
+			case j.winner(my, r.Modified, r.OModified) == my:
+				o.conflict, o.note = true, fmt.Sprintf("both sides changed: %s wins (%s)", my, j.conflict)
+				o.settle = append(o.settle, r.OtherID.String)
+			default:
+				o.conflict, o.note = true, fmt.Sprintf("both sides changed: %s wins (%s)", other, j.conflict)
+				o.kind = ActConflict
+				o.myHash = r.MyHash.String // keep: the other side's write will overwrite this record
+				o.myValues = r.MyValues
+				return o, nil
+			}
+		}
+		if !meaningful {
+			o.note = "change does not touch mapped fields of the other side"
+			return o, nil
+		}
+		o.kind = ActUpdate
+		o.mapped = mapped
+		o.write = &sdk.WriteRecord{ID: r.OtherID.String, Fields: mapped}
+		return o, nil
+	}
+
+	// Unlinked: match by key, or create.
+	if j.match != nil && r.Key.Valid {
+		k := r.Key.String
+		cs := cands[k]
+		switch {
+		case dupMine[k] > 1 || len(cs) > 1 || linkedOther[k] > 0:
+			o.kind, o.failed = ActAmbiguous, "ambiguous"
+			o.note = fmt.Sprintf("matching key %q matches %d %s records and %d %s records (%d already linked): left alone", k, dupMine[k], my, len(cs)+linkedOther[k], other, linkedOther[k])
+			for _, c := range cs {
+				o.settle = append(o.settle, c.RecordID)
+			}
+			return o, nil
+		case len(cs) == 1:
+			c := cs[0]
+			o.otherID, o.otherKey, o.otherMod = c.RecordID, c.Key, c.Modified
+			o.settle = append(o.settle, c.RecordID)
+			otherValues, err := j.mapper.Project(mo, c.Fields)
+			if err != nil {
+				return nil, err
+			}
+			o.otherValues, o.otherHash = otherValues, c.Hash
+			mapped, newHash, err := j.mapInto(my, r.Fields, otherValues)
+			if err != nil {
+				return nil, err
+			}
+			_, backHash, err := j.mapInto(other, c.Fields, myValues)
+			if err != nil {
+				return nil, err
+			}
+			toOther := newHash != c.Hash
+			toMine := j.twoWay && backHash != r.Hash
+			o.kind = ActMatch
+			switch {
+			case !toOther && !toMine:
+				o.note = "matched by key; already equal"
+			case toOther && (!toMine || j.winner(my, r.Modified, c.Modified) == my):
+				o.note = "matched by key; updated from the " + string(my)
+				o.mapped = mapped
+				o.write = &sdk.WriteRecord{ID: c.RecordID, Fields: mapped}
+			default:
+				// The other side's values win: link now, and let the other
+				// side's record be written in its own pass.
+				o.note = "matched by key; the " + string(other) + " record's values win"
+				o.settle = nil
+				o.otherHash = "" // forces the other side's pass to write it
+			}
+			return o, nil
+		}
+	}
+	mapped, err := j.mapper.Map(ms, r.Fields, nil)
+	if err != nil {
+		return nil, fmt.Errorf("map %s record %s: %w", my, r.RecordID, err)
+	}
+	o.kind = ActCreate
+	o.mapped = mapped
+	o.write = &sdk.WriteRecord{Fields: mapped}
+	return o, nil
+}
+
+// mapInto maps a record of side from onto the other side's last known
+// values, and returns the mapped fields and the hash of the other side's
+// values after the write.
+func (j *linkJob) mapInto(from Side, fields, otherValues json.RawMessage) (json.RawMessage, string, error) {
+	mapped, err := j.mapper.Map(mside(from), fields, otherValues)
+	if err != nil {
+		return nil, "", fmt.Errorf("map %s record: %w", from, err)
+	}
+	merged, err := mergeObjects(otherValues, mapped)
+	if err != nil {
+		return nil, "", err
+	}
+	h, err := j.mapper.Hash(mside(from.Other()), merged)
+	if err != nil {
+		return nil, "", err
+	}
+	return mapped, h, nil
+}
+
+// mergeObjects returns base with the members of over set on it.
+func mergeObjects(base, over json.RawMessage) (json.RawMessage, error) {
+	m := map[string]json.RawMessage{}
+	if len(base) > 0 {
+		if err := json.Unmarshal(base, &m); err != nil {
+			return nil, fmt.Errorf("merge: %w", err)
+		}
+		if m == nil {
+			m = map[string]json.RawMessage{}
+		}
+	}
+	if len(over) > 0 {
+		var o map[string]json.RawMessage
+		if err := json.Unmarshal(over, &o); err != nil {
+			return nil, fmt.Errorf("merge: %w", err)
+		}
+		for k, v := range o {
+			m[k] = v
+		}
+	}
+	return json.Marshal(m)
+}
+
+// writeWithRetry writes records to one side, retrying retryable results with
+// backoff. It returns the final result of each record by Ref; records still
+// retryable at the end are missing from the map and the error is
+// ErrRetriesExhausted.
+func writeWithRetry(ctx context.Context, s *sideConn, records []sdk.WriteRecord, policy RetryPolicy) (map[string]sdk.WriteResult, error) {
+	if policy.MaxAttempts <= 0 {
+		policy = DefaultRetryPolicy()
+	}
+	out := make(map[string]sdk.WriteResult, len(records))
+	pending := records
+	delay := policy.BaseDelay
+	for attempt := 1; len(pending) > 0; attempt++ {
+		resp, err := s.conn.Write(ctx, sdk.WriteRequest{Config: s.config, Object: s.object, Records: pending})
+		if err != nil {
+			return out, fmt.Errorf("write %s %s: %w", s.side, s.object, err)
+		}
+		if resp.UpdatedConfig != nil {
+			s.updatedConfig = resp.UpdatedConfig
+		}
+		if len(resp.Results) != len(pending) {
+			return out, fmt.Errorf("write %s %s: connector answered %d results for %d records: %s", s.side, s.object, len(resp.Results), len(pending), resp.Diagnostics.Error())
+		}
+		var retry []sdk.WriteRecord
+		var wait time.Duration
+		for i, res := range resp.Results {
+			if res.Ref != pending[i].Ref {
+				return out, fmt.Errorf("write %s %s: result %d has ref %q, want %q", s.side, s.object, i, res.Ref, pending[i].Ref)
+			}
+			if res.Status == sdk.WriteRetryable {
+				retry = append(retry, pending[i])
+				wait = max(wait, res.RetryAfter)
+				out[res.Ref] = res
+				continue
+			}
+			out[res.Ref] = res
+		}
+		pending = retry
+		if len(pending) == 0 {
+			return out, nil
+		}
+		if attempt >= policy.MaxAttempts {
+			return out, fmt.Errorf("write %s: %d records after %d attempts: %w", s.object, len(pending), attempt, ErrRetriesExhausted)
+		}
+		wait = max(wait, delay)
+		delay = min(delay*2, policy.MaxDelay)
+		if err := sleep(ctx, wait); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// writeBack writes the target ids of records created from the source back to
+// a field of the source record, when the workflow asks for it.
+func (j *linkJob) writeBack(ctx context.Context, my Side, ops []*op) error {
+	if j.writeBackField == "" || my != SideSource {
+		return nil
+	}
+	var recs []sdk.WriteRecord
+	byRef := map[string]*op{}
+	for i, o := range ops {
+		if o.kind != ActCreate || o.result == nil || o.result.Status != sdk.WriteOK || o.result.ID == "" {
+			continue
+		}
+		fields, _ := json.Marshal(map[string]string{j.writeBackField: o.result.ID})
+		ref := strconv.Itoa(i)
+		byRef[ref] = o
+		recs = append(recs, sdk.WriteRecord{Ref: ref, ID: o.r.RecordID, Fields: fields})
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	results, err := writeWithRetry(ctx, j.sides[SideSource], recs, j.retry)
+	if err != nil && !errors.Is(err, ErrRetriesExhausted) {
+		return err
+	}
+	for _, rec := range recs {
+		res, ok := results[rec.Ref]
+		if !ok || res.Status != sdk.WriteOK {
+			msg := "the app kept answering retryable errors"
+			if ok {
+				msg = res.Message
+			}
+			byRef[rec.Ref].note += "; write-back failed: " + msg
+		}
+	}
+	return nil
+}
+
+// account adds an op's outcome to the preview or the run counts.
+func (j *linkJob) account(my Side, o *op, dry bool) (c Counts, matched, ambiguous int64) {
+	ok := dry || (o.failed == "" && (o.write == nil || (o.result != nil && o.result.Status == sdk.WriteOK)))
+	action := sdk.ActionUnchanged
+	if o.result != nil {
+		action = o.result.Action
+	}
+	c.Read = 1
+	switch {
+	case o.failed == "ambiguous":
+		ambiguous = 1
+	case !ok:
+		c.Failed = 1
+	case o.write == nil:
+		c.Skipped = 1
+		if o.kind == ActMatch {
+			matched = 1
+		}
+	case dry && o.kind == ActCreate:
+		c.Created = 1
+	case dry:
+		c.Updated = 1
+	case action == sdk.ActionCreated:
+		c.Created = 1
+	case action == sdk.ActionUpdated:
+		c.Updated = 1
+	case action == sdk.ActionDeleted:
+		c.Deleted = 1
+	default:
+		c.Skipped = 1
+	}
+	if o.kind == ActMatch && o.write != nil && ok {
+		matched = 1
+	}
+	if j.preview != nil {
+		p := j.preview
+		dir := &p.ToTarget
+		if my == SideTarget {
+			dir = &p.ToSource
+		}
+		*dir = dir.Add(c)
+		p.Matched += matched
+		p.Ambiguous += ambiguous
+		if o.conflict {
+			p.Conflicts++
+		}
+		p.Transactions += c.Transactions()
+		if len(p.Actions) < 100 && (o.write != nil || o.kind == ActAmbiguous || o.kind == ActConflict || o.kind == ActMatch) {
+			a := PlannedAction{Kind: o.kind, Note: o.note, Direction: ToTarget}
+			if my == SideTarget {
+				a.Direction = ToSource
+			}
+			a.SourceID, a.TargetID = o.r.RecordID, o.otherID
+			if my == SideTarget {
+				a.SourceID, a.TargetID = o.otherID, o.r.RecordID
+			}
+			p.Actions = append(p.Actions, a)
+		}
+	}
+	return c, matched, ambiguous
+}
+
+func (j *linkJob) markDone(ctx context.Context, my Side, rows []row, settled []string) error {
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.RecordID
+	}
+	if _, err := j.db.ExecContext(ctx, `UPDATE run_stage SET done = true WHERE run_id = $1 AND side = $2 AND record_id = ANY($3)`,
+		j.runID, string(my), pq.Array(ids)); err != nil {
+		return fmt.Errorf("mark staged records done: %w", err)
+	}
+	if len(settled) > 0 {
+		if _, err := j.db.ExecContext(ctx, `UPDATE run_stage SET done = true WHERE run_id = $1 AND side = $2 AND record_id = ANY($3)`,
+			j.runID, string(my.Other()), pq.Array(settled)); err != nil {
+			return fmt.Errorf("mark settled records done: %w", err)
+		}
+	}
+	return nil
+}
+
+// linkState is a link row as a chunk commit writes it.
+type linkState struct {
+	myValues, otherValues json.RawMessage
+	myHash, otherHash     string
+	myKey, otherKey       string
+}
+
+// after computes the link state once op has been applied.
+func (j *linkJob) after(my Side, o *op) (linkState, error) {
+	st := linkState{myValues: o.myValues, otherValues: o.otherValues, myHash: o.myHash, otherHash: o.otherHash, myKey: o.myKey, otherKey: o.otherKey}
+	if o.write == nil || o.result == nil || o.result.Status != sdk.WriteOK {
+		return st, nil
+	}
+	other := mside(my.Other())
+	var values json.RawMessage
+	var err error
+	if len(o.result.Fields) > 0 {
+		// What the app stored, defaults and normalisation included.
+		values, err = j.mapper.Project(other, o.result.Fields)
+	} else {
+		values, err = mergeObjects(o.otherValues, o.mapped)
+		if err == nil {
+			values, err = j.mapper.Project(other, values)
+		}
+	}
+	if err != nil {
+		return st, fmt.Errorf("link values: %w", err)
+	}
+	st.otherValues = values
+	if st.otherHash, err = j.mapper.Hash(other, values); err != nil {
+		return st, err
+	}
+	if j.match != nil {
+		if k, ok := j.match.Key(other, values); ok {
+			st.otherKey = k
+		}
+	}
+	return st, nil
+}
+
+// commitChunk records a chunk's outcome in one transaction: run counts (and
+// the lease), links, history, failures, the retry queue, and the staged
+// records it settled.
+func (j *linkJob) commitChunk(ctx context.Context, my Side, rows []row, ops []*op, settled []string) error {
+	other := my.Other()
+	tx, err := j.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin chunk: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+
+	var total Counts
+	var matched, ambiguous int64
+	for _, o := range ops {
+		// A created record whose id is already linked to another record of
+		// this side (two records upserted into one) is a conflict to report,
+		// not a link to make twice.
+		st, err := j.after(my, o)
+		if err != nil {
+			return err
+		}
+		okWrite := o.write != nil && o.result != nil && o.result.Status == sdk.WriteOK
+		linkID := o.linkID
+		switch {
+		case o.kind == ActCreate && okWrite, o.kind == ActMatch && (okWrite || o.write == nil) && o.failed == "":
+			otherID := o.otherID
+			if o.kind == ActCreate {
+				otherID = o.result.ID
+			}
+			linkID = "lnk_" + randomID()
+			srcID, tgtID := o.r.RecordID, otherID
+			srcVals, tgtVals, srcHash, tgtHash, srcKey, tgtKey := st.myValues, st.otherValues, st.myHash, st.otherHash, st.myKey, st.otherKey
+			srcMod, tgtMod := o.r.Modified, o.otherMod
+			if my == SideTarget {
+				srcID, tgtID = tgtID, srcID
+				srcVals, tgtVals, srcHash, tgtHash, srcKey, tgtKey = tgtVals, srcVals, tgtHash, srcHash, tgtKey, srcKey
+				srcMod, tgtMod = tgtMod, srcMod
+			}
+			res, err := tx.ExecContext(ctx, `
+				INSERT INTO links (id, account_id, workflow_id, source_id, target_id, source_hash, target_hash,
+					source_values, target_values, source_key, target_key, source_modified_at, target_modified_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULLIF($10, ''), NULLIF($11, ''), $12, $13)
+				ON CONFLICT DO NOTHING`,
+				linkID, j.accountID, j.wfID, srcID, tgtID, srcHash, tgtHash, jsonOrEmpty(srcVals), jsonOrEmpty(tgtVals), srcKey, tgtKey, srcMod, tgtMod)
+			if err != nil {
+				return fmt.Errorf("create link: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				o.failed = "conflict"
+				o.note = fmt.Sprintf("the %s answered id %s, which is already linked to another record: not linked twice", other, otherID)
+				linkID = ""
+			}
+		case o.linkID != "" && (o.kind == ActUpdate && okWrite || o.kind == ActSkip && o.myValues != nil || o.kind == ActConflict):
+			q := fmt.Sprintf(`UPDATE links SET %[1]s_hash = $3, %[1]s_values = $4, %[2]s_hash = $5, %[2]s_values = $6,
+				%[1]s_modified_at = COALESCE($7, %[1]s_modified_at), %[2]s_key = COALESCE(NULLIF($8, ''), %[2]s_key), updated_at = now()
+				WHERE id = $1 AND account_id = $2`, my, other)
+			if _, err := tx.ExecContext(ctx, q, o.linkID, j.accountID, st.myHash, jsonOrEmpty(st.myValues), st.otherHash, jsonOrEmpty(st.otherValues), o.r.Modified, st.otherKey); err != nil {
+				return fmt.Errorf("update link %s: %w", o.linkID, err)
+			}
+		}
+
+		c, m, a := j.account(my, o, false)
+		total, matched, ambiguous = total.Add(c), matched+m, ambiguous+a
+
+		if linkID != "" && (o.write != nil || o.conflict || o.kind == ActMatch) {
+			action := string(o.kind)
+			if o.result != nil && o.result.Status == sdk.WriteOK && o.kind != ActMatch {
+				action = o.result.Action.String()
+			}
+			if o.failed != "" {
+				action = "failed"
+			}
+			dir := ToTarget
+			if my == SideTarget {
+				dir = ToSource
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO link_history (account_id, link_id, run_id, direction, action, values, note)
+				VALUES ($1, $2, $3, $4, $5, $6, $7)`, j.accountID, linkID, j.runID, string(dir), action, jsonOrEmpty(o.mapped), truncate(o.note, 2000)); err != nil {
+				return fmt.Errorf("link history: %w", err)
+			}
+		}
+
+		if o.failed != "" || o.conflict {
+			status := o.failed
+			if status == "" {
+				status = "conflict"
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO run_records (run_id, account_id, record_id, direction, status, message, side, link_id)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''))`, j.runID, j.accountID, o.r.RecordID, "to_"+string(other), status, truncate(o.note, 2000), string(my), linkID); err != nil {
+				return fmt.Errorf("record outcome of %s: %w", o.r.RecordID, err)
+			}
+		}
+		switch o.failed {
+		case "rejected", "retryable":
+			if _, err := tx.ExecContext(ctx, `
+				INSERT INTO retry_queue (account_id, workflow_id, side, record_id, fields, modified_at, deleted, run_id, attempts, next_retry_at, last_error, kind)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, now() + interval '1 minute', $9, $10)
+				ON CONFLICT (workflow_id, side, record_id) DO UPDATE SET fields = EXCLUDED.fields, modified_at = EXCLUDED.modified_at,
+					deleted = EXCLUDED.deleted, run_id = EXCLUDED.run_id, attempts = retry_queue.attempts + 1,
+					next_retry_at = now() + least(interval '1 minute' * power(2, retry_queue.attempts), interval '1 day'),
+					last_error = EXCLUDED.last_error, kind = EXCLUDED.kind, updated_at = now()`,
+				j.accountID, j.wfID, string(my), o.r.RecordID, []byte(o.r.Fields), o.r.Modified, o.r.Deleted, j.runID, truncate(o.note, 2000), o.failed); err != nil {
+				return fmt.Errorf("queue %s for retry: %w", o.r.RecordID, err)
+			}
+		case "":
+			if o.r.Retry || o.write != nil {
+				if _, err := tx.ExecContext(ctx, `DELETE FROM retry_queue WHERE workflow_id = $1 AND side = $2 AND record_id = $3`,
+					j.wfID, string(my), o.r.RecordID); err != nil {
+					return fmt.Errorf("clear retry of %s: %w", o.r.RecordID, err)
+				}
+			}
+		}
+	}
+	if err := j.lease(ctx, tx, total, matched, ambiguous); err != nil {
+		return err
+	}
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.RecordID
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE run_stage SET done = true WHERE run_id = $1 AND side = $2 AND record_id = ANY($3)`,
+		j.runID, string(my), pq.Array(ids)); err != nil {
+		return fmt.Errorf("mark staged records done: %w", err)
+	}
+	if len(settled) > 0 {
+		if _, err := tx.ExecContext(ctx, `UPDATE run_stage SET done = true WHERE run_id = $1 AND side = $2 AND record_id = ANY($3)`,
+			j.runID, string(other), pq.Array(settled)); err != nil {
+			return fmt.Errorf("mark settled records done: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit chunk: %w", err)
+	}
+	return nil
+}
+
+func jsonOrEmpty(v json.RawMessage) []byte {
+	if len(v) == 0 {
+		return []byte("{}")
+	}
+	return v
+}
+
+// settleDeletes applies the workflow's delete policy to the deletions staged
+// in this run, and executes the deletions a user approved.
+func (j *linkJob) settleDeletes(ctx context.Context) error {
+	var approved []struct {
+		ID       string `db:"id"`
+		LinkID   string `db:"link_id"`
+		Side     string `db:"side"`
+		RecordID string `db:"record_id"`
+	}
+	if err := j.db.SelectContext(ctx, &approved, `SELECT id, link_id, side, record_id FROM pending_deletes
+		WHERE workflow_id = $1 AND account_id = $2 AND status = 'approved' ORDER BY created_at LIMIT 10000`, j.wfID, j.accountID); err != nil {
+		return fmt.Errorf("load approved deletions: %w", err)
+	}
+	if len(j.deletions) == 0 && len(approved) == 0 {
+		return nil
+	}
+	var total int
+	if err := j.db.GetContext(ctx, &total, `SELECT count(*) FROM links WHERE workflow_id = $1 AND NOT source_deleted AND NOT target_deleted`, j.wfID); err != nil {
+		return fmt.Errorf("count links: %w", err)
+	}
+
+	policy := j.deletes
+	if policy == DeletesPropagate && total > 0 && float64(len(j.deletions))*100 > j.threshold*float64(total) {
+		j.notice = fmt.Sprintf("delete safety stop: this run would delete %d of %d linked records (more than %.0f%%); nothing was deleted and the deletions wait for approval", len(j.deletions), total, j.threshold)
+		if j.preview != nil {
+			j.preview.DeleteSafetyStop = true
+		}
+		policy = DeletesApprove
+	}
+
+	type del struct {
+		pendingID string
+		linkID    string
+		side      Side // the side to delete on
+		recordID  string
+		origin    Side
+	}
+	var toDelete []del
+	for _, a := range approved {
+		toDelete = append(toDelete, del{pendingID: a.ID, linkID: a.LinkID, side: Side(a.Side), recordID: a.RecordID})
+	}
+	if j.dry {
+		p := j.preview
+		switch policy {
+		case DeletesApprove:
+			p.QueuedDeletes += int64(len(j.deletions))
+		case DeletesPropagate:
+			for _, d := range j.deletions {
+				toDelete = append(toDelete, del{side: d.side.Other()})
+			}
+		}
+		for _, d := range toDelete {
+			dir := &p.ToTarget
+			if d.side == SideSource {
+				dir = &p.ToSource
+			}
+			dir.Deleted++
+			p.Transactions++
+		}
+		return nil
+	}
+
+	tx, err := j.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin deletes: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	for _, d := range j.deletions {
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE links SET %s_deleted = true, updated_at = now() WHERE id = $1 AND account_id = $2`, d.side),
+			d.linkID, j.accountID); err != nil {
+			return fmt.Errorf("mark link deleted: %w", err)
+		}
+		switch policy {
+		case DeletesApprove:
+			if _, err := tx.ExecContext(ctx, `INSERT INTO pending_deletes (id, account_id, workflow_id, link_id, side, record_id, message)
+				VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`, "del_"+randomID(), j.accountID, j.wfID, d.linkID,
+				string(d.side.Other()), d.otherID, fmt.Sprintf("deleted in the %s (record %s)", d.side, d.recordID)); err != nil {
+				return fmt.Errorf("queue deletion: %w", err)
+			}
+		case DeletesPropagate:
+			toDelete = append(toDelete, del{linkID: d.linkID, side: d.side.Other(), recordID: d.otherID, origin: d.side})
+		}
+	}
+	if j.notice != "" {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO notifications (id, account_id, kind, message, workflow_id) VALUES ($1, $2, 'delete_safety_stop', $3, $4)`,
+			"ntf_"+randomID(), j.accountID, j.notice, j.wfID); err != nil {
+			return fmt.Errorf("notify safety stop: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit deletes: %w", err)
+	}
+
+	// Write the deletions, one batch per side.
+	var counts Counts
+	for _, side := range []Side{SideSource, SideTarget} {
+		var recs []sdk.WriteRecord
+		var batch []del
+		for _, d := range toDelete {
+			if d.side == side {
+				recs = append(recs, sdk.WriteRecord{Ref: strconv.Itoa(len(recs)), ID: d.recordID, Delete: true})
+				batch = append(batch, d)
+			}
+		}
+		if len(recs) == 0 {
+			continue
+		}
+		results, err := writeWithRetry(ctx, j.sides[side], recs, j.retry)
+		if err != nil && !errors.Is(err, ErrRetriesExhausted) {
+			return err
+		}
+		tx, err := j.db.BeginTxx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("begin delete results: %w", err)
+		}
+		for i, d := range batch {
+			res, ok := results[strconv.Itoa(i)]
+			okDel := ok && res.Status == sdk.WriteOK
+			msg := "the app kept answering retryable errors"
+			if ok && !okDel {
+				msg = res.Message
+			}
+			if okDel {
+				if res.Action == sdk.ActionDeleted {
+					counts.Deleted++
+				} else {
+					counts.Skipped++
+				}
+				if _, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE links SET %s_deleted = true, updated_at = now() WHERE id = $1 AND account_id = $2`, side),
+					d.linkID, j.accountID); err != nil {
+					tx.Rollback() //nolint:errcheck
+					return fmt.Errorf("mark link deleted: %w", err)
+				}
+				if _, err := tx.ExecContext(ctx, `INSERT INTO link_history (account_id, link_id, run_id, direction, action, note)
+					VALUES ($1, $2, $3, $4, 'deleted', $5)`, j.accountID, d.linkID, j.runID, "to_"+string(side), "deleted "+d.recordID); err != nil {
+					tx.Rollback() //nolint:errcheck
+					return fmt.Errorf("link history: %w", err)
+				}
+			} else {
+				counts.Failed++
+				if _, err := tx.ExecContext(ctx, `INSERT INTO run_records (run_id, account_id, record_id, direction, status, message, side, link_id)
+					VALUES ($1, $2, $3, $4, 'failed', $5, $6, $7)`, j.runID, j.accountID, d.recordID, "to_"+string(side), "delete: "+truncate(msg, 2000), string(side), d.linkID); err != nil {
+					tx.Rollback() //nolint:errcheck
+					return fmt.Errorf("record failed delete: %w", err)
+				}
+			}
+			if d.pendingID != "" {
+				status := "done"
+				if !okDel {
+					status = "failed"
+				}
+				if _, err := tx.ExecContext(ctx, `UPDATE pending_deletes SET status = $3, message = $4, decided_at = COALESCE(decided_at, now())
+					WHERE id = $1 AND account_id = $2`, d.pendingID, j.accountID, status, truncate(msg, 2000)); err != nil {
+					tx.Rollback() //nolint:errcheck
+					return fmt.Errorf("settle approved deletion: %w", err)
+				}
+			}
+		}
+		if err := j.lease(ctx, tx, counts, 0, 0); err != nil {
+			tx.Rollback() //nolint:errcheck
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("commit delete results: %w", err)
+		}
+		counts = Counts{}
+	}
+	return nil
+}
+
+// finish commits both checkpoints and refreshed credentials, and clears the
+// stage: every staged change has been written or recorded by now.
+func (j *linkJob) finish(ctx context.Context) error {
+	tx, err := j.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin finish: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	if err := j.lease(ctx, tx, Counts{}, 0, 0); err != nil {
+		return err
+	}
+	src := j.sides[SideSource]
+	tgtCursor := []byte(nil)
+	if t := j.sides[SideTarget]; t != nil && j.twoWay {
+		tgtCursor = t.next
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE workflows SET cursor = $3, target_cursor = CASE WHEN $5 THEN $4 ELSE target_cursor END, updated_at = now()
+		WHERE id = $1 AND account_id = $2`, j.wfID, j.accountID, src.next, tgtCursor, j.twoWay); err != nil {
+		return fmt.Errorf("save checkpoints: %w", err)
+	}
+	if j.notice != "" {
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET notice = $2 WHERE id = $1`, j.runID, j.notice); err != nil {
+			return fmt.Errorf("save notice: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM run_stage WHERE run_id = $1`, j.runID); err != nil {
+		return fmt.Errorf("clear stage: %w", err)
+	}
+	return tx.Commit()
+}
