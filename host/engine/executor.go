@@ -583,11 +583,9 @@ func (e *Executor) Preview(ctx context.Context, accountID, workflowID string) (*
 	return j.preview, nil
 }
 
-// ErrNothingToRetry is returned by RetryFailed for a run without failed records.
-var ErrNothingToRetry = errors.New("the run has no failed records to retry")
-
 // RetryFailed queues the records that failed in a run for an immediate retry
-// and enqueues a run (trigger "retry") of its workflow.
+// and enqueues a run (trigger "retry") of its workflow. It answers "" and 0
+// when nothing of the run is left to retry (retried or synced since).
 func (e *Executor) RetryFailed(ctx context.Context, accountID, runID string) (string, int, error) {
 	var workflowID string
 	err := e.db.GetContext(ctx, &workflowID, `SELECT workflow_id FROM runs WHERE id = $1 AND account_id = $2`, runID, accountID)
@@ -604,7 +602,7 @@ func (e *Executor) RetryFailed(ctx context.Context, accountID, runID string) (st
 	}
 	n, _ := res.RowsAffected()
 	if n == 0 {
-		return "", 0, ErrNothingToRetry
+		return "", 0, nil
 	}
 	id, err := e.Enqueue(ctx, accountID, workflowID, "retry")
 	if err != nil {
