@@ -68,14 +68,14 @@ func (s *server) retryRunRecords(c *gin.Context) error {
 		return runnerUnavailable()
 	}
 	newID, retried, err := s.runner.RetryFailed(ctx, accountID, id)
-	if errors.Is(err, store.ErrNotFound) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		return notFound("run", id)
-	}
-	if err != nil {
-		return fmt.Errorf("retry records of %s: %w", id, err)
-	}
-	if newID == "" {
+	case err == nil && newID == "":
+		// Later runs retried or synced them since.
 		return errorf(http.StatusConflict, "nothing_to_retry", "the failed records of run %q have been retried or synced since: nothing is left to retry", id)
+	case err != nil:
+		return fmt.Errorf("retry records of %s: %w", id, err)
 	}
 	run, err := s.store.GetRun(ctx, accountID, newID)
 	if err != nil {

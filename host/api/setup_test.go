@@ -175,8 +175,11 @@ func (r *testRunner) RetryFailed(ctx context.Context, accountID, runID string) (
 	}
 	var n int
 	if err := r.db.GetContext(ctx, &n, `SELECT count(*) FROM run_records WHERE account_id = $1 AND run_id = $2
-		AND status IN ('failed', 'rejected', 'retryable')`, accountID, runID); err != nil || n == 0 || nothing {
+		AND status IN ('failed', 'rejected', 'retryable')`, accountID, runID); err != nil {
 		return "", 0, err
+	}
+	if n == 0 || nothing {
+		return "", 0, nil
 	}
 	id, err := r.Enqueue(ctx, accountID, workflowID, store.TriggerRetry)
 	return id, n, err
