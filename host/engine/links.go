@@ -121,6 +121,11 @@ func (j *linkJob) run(ctx context.Context) error {
 	if err := j.stageRetries(ctx); err != nil {
 		return err
 	}
+	// The stage just grew from nothing: without fresh statistics the
+	// planner joins it as if it were empty (nested loops over seq scans).
+	if _, err := j.db.ExecContext(ctx, `ANALYZE run_stage`); err != nil {
+		return fmt.Errorf("analyze stage: %w", err)
+	}
 	for _, s := range order {
 		if err := j.pass(ctx, s); err != nil {
 			return err
@@ -903,7 +908,7 @@ func (j *linkJob) after(my Side, o *op) (linkState, error) {
 
 // commitChunk records a chunk's outcome in one transaction: run counts (and
 // the lease), links, history, failures, the retry queue, and the staged
-// records it settled.
+// records it settled. Each kind of row is written with one statement.
 func (j *linkJob) commitChunk(ctx context.Context, my Side, rows []row, ops []*op, settled []string) error {
 	other := my.Other()
 	tx, err := j.db.BeginTxx(ctx, nil)
@@ -912,25 +917,27 @@ func (j *linkJob) commitChunk(ctx context.Context, my Side, rows []row, ops []*o
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
 
-	var total Counts
-	var matched, ambiguous int64
+	// Links: new ones, then updates.
+	var nl struct {
+		ids, src, tgt, srcHash, tgtHash, srcVals, tgtVals, srcKey, tgtKey, srcMod, tgtMod []string
+		ops                                                                               []*op
+	}
+	var ul struct {
+		ids, myHash, myVals, otherHash, otherVals, myMod, otherKey []string
+	}
 	for _, o := range ops {
-		// A created record whose id is already linked to another record of
-		// this side (two records upserted into one) is a conflict to report,
-		// not a link to make twice.
 		st, err := j.after(my, o)
 		if err != nil {
 			return err
 		}
 		okWrite := o.write != nil && o.result != nil && o.result.Status == sdk.WriteOK
-		linkID := o.linkID
 		switch {
 		case o.kind == ActCreate && okWrite, o.kind == ActMatch && (okWrite || o.write == nil) && o.failed == "":
 			otherID := o.otherID
 			if o.kind == ActCreate {
 				otherID = o.result.ID
 			}
-			linkID = "lnk_" + randomID()
+			o.linkID, o.otherID = "lnk_"+randomID(), otherID
 			srcID, tgtID := o.r.RecordID, otherID
 			srcVals, tgtVals, srcHash, tgtHash, srcKey, tgtKey := st.myValues, st.otherValues, st.myHash, st.otherHash, st.myKey, st.otherKey
 			srcMod, tgtMod := o.r.Modified, o.otherMod
@@ -939,33 +946,77 @@ func (j *linkJob) commitChunk(ctx context.Context, my Side, rows []row, ops []*o
 				srcVals, tgtVals, srcHash, tgtHash, srcKey, tgtKey = tgtVals, srcVals, tgtHash, srcHash, tgtKey, srcKey
 				srcMod, tgtMod = tgtMod, srcMod
 			}
-			res, err := tx.ExecContext(ctx, `
-				INSERT INTO links (id, account_id, workflow_id, source_id, target_id, source_hash, target_hash,
-					source_values, target_values, source_key, target_key, source_modified_at, target_modified_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULLIF($10, ''), NULLIF($11, ''), $12, $13)
-				ON CONFLICT DO NOTHING`,
-				linkID, j.accountID, j.wfID, srcID, tgtID, srcHash, tgtHash, jsonOrEmpty(srcVals), jsonOrEmpty(tgtVals), srcKey, tgtKey, srcMod, tgtMod)
-			if err != nil {
-				return fmt.Errorf("create link: %w", err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				o.failed = "conflict"
-				o.note = fmt.Sprintf("the %s answered id %s, which is already linked to another record: not linked twice", other, otherID)
-				linkID = ""
-			}
+			nl.ids = append(nl.ids, o.linkID)
+			nl.src, nl.tgt = append(nl.src, srcID), append(nl.tgt, tgtID)
+			nl.srcHash, nl.tgtHash = append(nl.srcHash, srcHash), append(nl.tgtHash, tgtHash)
+			nl.srcVals, nl.tgtVals = append(nl.srcVals, string(jsonOrEmpty(srcVals))), append(nl.tgtVals, string(jsonOrEmpty(tgtVals)))
+			nl.srcKey, nl.tgtKey = append(nl.srcKey, srcKey), append(nl.tgtKey, tgtKey)
+			nl.srcMod, nl.tgtMod = append(nl.srcMod, timeText(srcMod)), append(nl.tgtMod, timeText(tgtMod))
+			nl.ops = append(nl.ops, o)
 		case o.linkID != "" && (o.kind == ActUpdate && okWrite || o.kind == ActSkip && o.myValues != nil || o.kind == ActConflict):
-			q := fmt.Sprintf(`UPDATE links SET %[1]s_hash = $3, %[1]s_values = $4, %[2]s_hash = $5, %[2]s_values = $6,
-				%[1]s_modified_at = COALESCE($7, %[1]s_modified_at), %[2]s_key = COALESCE(NULLIF($8, ''), %[2]s_key), updated_at = now()
-				WHERE id = $1 AND account_id = $2`, my, other)
-			if _, err := tx.ExecContext(ctx, q, o.linkID, j.accountID, st.myHash, jsonOrEmpty(st.myValues), st.otherHash, jsonOrEmpty(st.otherValues), o.r.Modified, st.otherKey); err != nil {
-				return fmt.Errorf("update link %s: %w", o.linkID, err)
+			ul.ids = append(ul.ids, o.linkID)
+			ul.myHash, ul.myVals = append(ul.myHash, st.myHash), append(ul.myVals, string(jsonOrEmpty(st.myValues)))
+			ul.otherHash, ul.otherVals = append(ul.otherHash, st.otherHash), append(ul.otherVals, string(jsonOrEmpty(st.otherValues)))
+			ul.myMod, ul.otherKey = append(ul.myMod, timeText(o.r.Modified)), append(ul.otherKey, st.otherKey)
+		}
+	}
+	if len(nl.ids) > 0 {
+		var created []string
+		if err := tx.SelectContext(ctx, &created, `
+			INSERT INTO links (id, account_id, workflow_id, source_id, target_id, source_hash, target_hash,
+				source_values, target_values, source_key, target_key, source_modified_at, target_modified_at)
+			SELECT u.id, $1, $2, u.s, u.t, u.sh, u.th, u.sv::jsonb, u.tv::jsonb, NULLIF(u.sk, ''), NULLIF(u.tk, ''),
+				NULLIF(u.sm, '')::timestamptz, NULLIF(u.tm, '')::timestamptz
+			FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+				$10::text[], $11::text[], $12::text[], $13::text[]) AS u(id, s, t, sh, th, sv, tv, sk, tk, sm, tm)
+			ON CONFLICT DO NOTHING
+			RETURNING id`, j.accountID, j.wfID, pq.Array(nl.ids), pq.Array(nl.src), pq.Array(nl.tgt), pq.Array(nl.srcHash),
+			pq.Array(nl.tgtHash), pq.Array(nl.srcVals), pq.Array(nl.tgtVals), pq.Array(nl.srcKey), pq.Array(nl.tgtKey),
+			pq.Array(nl.srcMod), pq.Array(nl.tgtMod)); err != nil {
+			return fmt.Errorf("create links: %w", err)
+		}
+		ok := make(map[string]bool, len(created))
+		for _, id := range created {
+			ok[id] = true
+		}
+		for _, o := range nl.ops {
+			if !ok[o.linkID] {
+				// Two records written into one (an upsert by a natural key):
+				// report it, never link one record twice.
+				o.failed = "conflict"
+				o.note = fmt.Sprintf("the %s answered id %s, which is already linked to another record: not linked twice", other, o.otherID)
+				o.linkID = ""
 			}
 		}
+	}
+	if len(ul.ids) > 0 {
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`
+			UPDATE links l SET %[1]s_hash = u.mh, %[1]s_values = u.mv::jsonb, %[2]s_hash = u.oh, %[2]s_values = u.ov::jsonb,
+				%[1]s_modified_at = COALESCE(NULLIF(u.mm, '')::timestamptz, l.%[1]s_modified_at),
+				%[2]s_key = COALESCE(NULLIF(u.ok, ''), l.%[2]s_key), updated_at = now()
+			FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) AS u(id, mh, mv, oh, ov, mm, ok)
+			WHERE l.id = u.id AND l.account_id = $1`, my, other),
+			j.accountID, pq.Array(ul.ids), pq.Array(ul.myHash), pq.Array(ul.myVals), pq.Array(ul.otherHash),
+			pq.Array(ul.otherVals), pq.Array(ul.myMod), pq.Array(ul.otherKey)); err != nil {
+			return fmt.Errorf("update links: %w", err)
+		}
+	}
 
+	// Counts, history, outcomes and the retry queue.
+	var total Counts
+	var matched, ambiguous int64
+	var hist struct{ link, dir, action, values, note []string }
+	var rec struct{ id, dir, status, msg, link []string }
+	var rq struct{ id, fields, mod, msg, kind []string }
+	var rqDel []string
+	dir := ToTarget
+	if my == SideTarget {
+		dir = ToSource
+	}
+	for _, o := range ops {
 		c, m, a := j.account(my, o, false)
 		total, matched, ambiguous = total.Add(c), matched+m, ambiguous+a
-
-		if linkID != "" && (o.write != nil || o.conflict || o.kind == ActMatch) {
+		if o.linkID != "" && (o.write != nil || o.conflict || o.kind == ActMatch) {
 			action := string(o.kind)
 			if o.result != nil && o.result.Status == sdk.WriteOK && o.kind != ActMatch {
 				action = o.result.Action.String()
@@ -973,45 +1024,58 @@ func (j *linkJob) commitChunk(ctx context.Context, my Side, rows []row, ops []*o
 			if o.failed != "" {
 				action = "failed"
 			}
-			dir := ToTarget
-			if my == SideTarget {
-				dir = ToSource
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO link_history (account_id, link_id, run_id, direction, action, values, note)
-				VALUES ($1, $2, $3, $4, $5, $6, $7)`, j.accountID, linkID, j.runID, string(dir), action, jsonOrEmpty(o.mapped), truncate(o.note, 2000)); err != nil {
-				return fmt.Errorf("link history: %w", err)
-			}
+			hist.link, hist.dir, hist.action = append(hist.link, o.linkID), append(hist.dir, string(dir)), append(hist.action, action)
+			hist.values, hist.note = append(hist.values, string(jsonOrEmpty(o.mapped))), append(hist.note, truncate(o.note, 2000))
 		}
-
 		if o.failed != "" || o.conflict {
 			status := o.failed
 			if status == "" {
 				status = "conflict"
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO run_records (run_id, account_id, record_id, direction, status, message, side, link_id)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''))`, j.runID, j.accountID, o.r.RecordID, "to_"+string(other), status, truncate(o.note, 2000), string(my), linkID); err != nil {
-				return fmt.Errorf("record outcome of %s: %w", o.r.RecordID, err)
-			}
+			rec.id, rec.dir, rec.status = append(rec.id, o.r.RecordID), append(rec.dir, string(dir)), append(rec.status, status)
+			rec.msg, rec.link = append(rec.msg, truncate(o.note, 2000)), append(rec.link, o.linkID)
 		}
 		switch o.failed {
 		case "rejected", "retryable":
-			if _, err := tx.ExecContext(ctx, `
-				INSERT INTO retry_queue (account_id, workflow_id, side, record_id, fields, modified_at, deleted, run_id, attempts, next_retry_at, last_error, kind)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, now() + interval '1 minute', $9, $10)
-				ON CONFLICT (workflow_id, side, record_id) DO UPDATE SET fields = EXCLUDED.fields, modified_at = EXCLUDED.modified_at,
-					deleted = EXCLUDED.deleted, run_id = EXCLUDED.run_id, attempts = retry_queue.attempts + 1,
-					next_retry_at = now() + least(interval '1 minute' * power(2, retry_queue.attempts), interval '1 day'),
-					last_error = EXCLUDED.last_error, kind = EXCLUDED.kind, updated_at = now()`,
-				j.accountID, j.wfID, string(my), o.r.RecordID, []byte(o.r.Fields), o.r.Modified, o.r.Deleted, j.runID, truncate(o.note, 2000), o.failed); err != nil {
-				return fmt.Errorf("queue %s for retry: %w", o.r.RecordID, err)
-			}
+			rq.id, rq.fields, rq.mod = append(rq.id, o.r.RecordID), append(rq.fields, string(jsonOrEmpty(o.r.Fields))), append(rq.mod, timeText(o.r.Modified))
+			rq.msg, rq.kind = append(rq.msg, truncate(o.note, 2000)), append(rq.kind, o.failed)
 		case "":
 			if o.r.Retry || o.write != nil {
-				if _, err := tx.ExecContext(ctx, `DELETE FROM retry_queue WHERE workflow_id = $1 AND side = $2 AND record_id = $3`,
-					j.wfID, string(my), o.r.RecordID); err != nil {
-					return fmt.Errorf("clear retry of %s: %w", o.r.RecordID, err)
-				}
+				rqDel = append(rqDel, o.r.RecordID)
 			}
+		}
+	}
+	if len(hist.link) > 0 {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO link_history (account_id, link_id, run_id, direction, action, values, note)
+			SELECT $1, u.l, $2, u.d, u.a, u.v::jsonb, u.n FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u(l, d, a, v, n)`,
+			j.accountID, j.runID, pq.Array(hist.link), pq.Array(hist.dir), pq.Array(hist.action), pq.Array(hist.values), pq.Array(hist.note)); err != nil {
+			return fmt.Errorf("link history: %w", err)
+		}
+	}
+	if len(rec.id) > 0 {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO run_records (run_id, account_id, record_id, direction, status, message, side, link_id)
+			SELECT $1, $2, u.r, u.d, u.s, u.m, $3, NULLIF(u.l, '') FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) AS u(r, d, s, m, l)`,
+			j.runID, j.accountID, string(my), pq.Array(rec.id), pq.Array(rec.dir), pq.Array(rec.status), pq.Array(rec.msg), pq.Array(rec.link)); err != nil {
+			return fmt.Errorf("record outcomes: %w", err)
+		}
+	}
+	if len(rq.id) > 0 {
+		if _, err := tx.ExecContext(ctx, `
+			INSERT INTO retry_queue (account_id, workflow_id, side, record_id, fields, modified_at, deleted, run_id, attempts, next_retry_at, last_error, kind)
+			SELECT $1, $2, $3, u.r, u.f::jsonb, NULLIF(u.m, '')::timestamptz, false, $4, 1, now() + interval '1 minute', u.e, u.k
+			FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) AS u(r, f, m, e, k)
+			ON CONFLICT (workflow_id, side, record_id) DO UPDATE SET fields = EXCLUDED.fields, modified_at = EXCLUDED.modified_at,
+				run_id = EXCLUDED.run_id, attempts = retry_queue.attempts + 1,
+				next_retry_at = now() + least(interval '1 minute' * power(2, retry_queue.attempts), interval '1 day'),
+				last_error = EXCLUDED.last_error, kind = EXCLUDED.kind, updated_at = now()`,
+			j.accountID, j.wfID, string(my), j.runID, pq.Array(rq.id), pq.Array(rq.fields), pq.Array(rq.mod), pq.Array(rq.msg), pq.Array(rq.kind)); err != nil {
+			return fmt.Errorf("queue records for retry: %w", err)
+		}
+	}
+	if len(rqDel) > 0 {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM retry_queue WHERE workflow_id = $1 AND side = $2 AND record_id = ANY($3)`,
+			j.wfID, string(my), pq.Array(rqDel)); err != nil {
+			return fmt.Errorf("clear retried records: %w", err)
 		}
 	}
 	if err := j.lease(ctx, tx, total, matched, ambiguous); err != nil {
@@ -1035,6 +1099,13 @@ func (j *linkJob) commitChunk(ctx context.Context, my Side, rows []row, ops []*o
 		return fmt.Errorf("commit chunk: %w", err)
 	}
 	return nil
+}
+
+func timeText(t sql.NullTime) string {
+	if !t.Valid {
+		return ""
+	}
+	return t.Time.UTC().Format(time.RFC3339Nano)
 }
 
 func jsonOrEmpty(v json.RawMessage) []byte {
