@@ -188,3 +188,77 @@ func TestTwoWayConnectorKilledMidRunLeavesNoDuplicates(t *testing.T) {
 		t.Fatalf("run after recovery used %d transactions, want 0", c["transactions"])
 	}
 }
+
+// Two hosts share one database; the host running a two-way historical sync
+// is killed; the other takes the run over when the lease expires, and in the
+// end every record exists once on each side and nothing moves any more.
+func TestTwoWayHostKilledMidRunIsTakenOver(t *testing.T) {
+	t.Parallel()
+	const people, overlapFrom, contactsTo = 12000, 8001, 16000
+	dbURL := testdb.URL(t)
+	hosts := startHosts(t, dbURL, 2, "SYNCHRON_SCHEDULER=off")
+	db := sqlx.MustOpen("postgres", dbURL)
+	defer db.Close()
+	appURL := testdb.URL(t)
+	app := sqlx.MustOpen("postgres", appURL)
+	defer app.Close()
+	twoWayTables(t, app, people, overlapFrom, contactsTo)
+	tok := hosts[0].signup(t, "twowayhosts@example.com")
+	wfID := twoWayWorkflow(t, hosts[0], tok, appURL, "ignore")
+	r := hosts[0].must(t, http.StatusAccepted, "POST", "/v1/workflows/"+wfID+"/run", tok, nil)
+	runID, _ := r["id"].(string)
+
+	ids := map[string]*host{hosts[0].hostID(t): hosts[0], hosts[1].hostID(t): hosts[1]}
+	var victim, survivor *host
+	deadline := time.Now().Add(2 * time.Minute)
+	for victim == nil {
+		var row struct {
+			Status   string  `db:"status"`
+			LeasedBy *string `db:"leased_by"`
+			Created  int64   `db:"created_count"`
+		}
+		if err := db.Get(&row, `SELECT status, leased_by, created_count FROM runs WHERE id = $1`, runID); err != nil {
+			t.Fatal(err)
+		}
+		if row.Status == "running" && row.Created > 0 && row.LeasedBy != nil {
+			victim = ids[*row.LeasedBy]
+			victim.kill(t)
+			break
+		}
+		if row.Status != "running" && row.Status != "queued" {
+			t.Fatalf("run ended (%s) before its host could be killed", row.Status)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the run never started writing")
+		}
+		time.Sleep(20 * time.Millisecond) // polling an observable state
+	}
+	for _, h := range hosts {
+		if h != victim {
+			survivor = h
+		}
+	}
+	run := survivor.waitRun(t, tok, runID, 5*time.Minute)
+	if run["status"] != "succeeded" {
+		t.Fatalf("run after its host was killed = %v, want succeeded", run)
+	}
+	for _, table := range []string{"people", "contacts"} {
+		var n, distinct int
+		if err := app.Get(&n, `SELECT count(*) FROM `+table); err != nil {
+			t.Fatal(err)
+		}
+		if err := app.Get(&distinct, `SELECT count(DISTINCT lower(email)) FROM `+table); err != nil {
+			t.Fatal(err)
+		}
+		if n != contactsTo || distinct != contactsTo {
+			t.Fatalf("%s holds %d rows (%d distinct), want each of %d exactly once", table, n, distinct, contactsTo)
+		}
+	}
+	var links int
+	if err := db.Get(&links, `SELECT count(*) FROM links WHERE workflow_id = $1`, wfID); err != nil || links != contactsTo {
+		t.Fatalf("%d links, want %d: %v", links, contactsTo, err)
+	}
+	if c := counts(t, survivor.runWorkflow(t, tok, wfID)); c["transactions"] != 0 {
+		t.Fatalf("run after the takeover used %d transactions, want 0", c["transactions"])
+	}
+}
