@@ -474,3 +474,17 @@ func TestDeletePolicies(t *testing.T) {
 		})
 	}
 }
+
+func TestFilterSelectsWhichRecordsSync(t *testing.T) {
+	t.Parallel()
+	w := setupTwoWay(t, wfSettings{filter: `{"all": [{"side": "source", "field": "last_name", "op": "ne", "value": "Skip"}]}`})
+	seedPeople(t, w.app, 1, 10)
+	w.app.MustExec(`UPDATE people SET last_name = 'Skip' WHERE email IN ('p1@example.com', 'p2@example.com', 'p3@example.com')`)
+	r := w.run()
+	if r.Created != 7 {
+		t.Fatalf("run = %+v, want the 7 records that pass the filter created", r)
+	}
+	if n := w.count("contacts", "lastname = 'Skip'"); n != 0 {
+		t.Fatalf("%d filtered-out records reached the target", n)
+	}
+}
