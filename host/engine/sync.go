@@ -212,75 +212,48 @@ func prepare(m *mapping.Mapper, b sdk.ReadBatch) *prepared {
 }
 
 // writeBatch writes a prepared batch to the target, retrying retryable
-// results, and adds the outcomes to its progress.
+// results, and adds the outcomes to its progress. Records still retryable
+// after every retry fail the batch (ErrRetriesExhausted): it is not
+// committed, so the next attempt or run writes it again.
 func writeBatch(ctx context.Context, job Job, pb *prepared) error {
 	if pb.err != nil {
 		return pb.err
 	}
+	if len(pb.records) == 0 {
+		return nil
+	}
+	target := &sideConn{side: SideTarget, conn: job.Target, config: job.TargetConfig, object: job.TargetObject}
+	results, err := writeWithRetry(ctx, target, pb.records, job.Retry)
 	p := &pb.progress
-	pending := pb.records
-	delay := job.Retry.BaseDelay
-	for attempt := 1; len(pending) > 0; attempt++ {
-		resp, err := job.Target.Write(ctx, sdk.WriteRequest{Config: job.TargetConfig, Object: job.TargetObject, Records: pending})
-		if err != nil {
-			return fmt.Errorf("write %s: %w", job.TargetObject, err)
-		}
-		if resp.UpdatedConfig != nil {
-			p.TargetConfig = resp.UpdatedConfig
-		}
-		if len(resp.Results) != len(pending) {
-			msg := resp.Diagnostics.Error()
-			if msg == "" {
-				msg = fmt.Sprintf("connector answered %d results for %d records", len(resp.Results), len(pending))
+	p.TargetConfig = target.updatedConfig
+	if err != nil {
+		return err
+	}
+	for _, rec := range pb.records {
+		res := results[rec.Ref]
+		switch res.Status {
+		case sdk.WriteOK:
+			if pb.retry {
+				p.Retried = append(p.Retried, pb.recs[rec.Ref].ID)
 			}
-			return fmt.Errorf("write %s: %s", job.TargetObject, msg)
-		}
-		var retry []sdk.WriteRecord
-		var wait time.Duration
-		for i, res := range resp.Results {
-			rec := pending[i]
-			if res.Ref != rec.Ref {
-				return fmt.Errorf("write %s: result %d has ref %q, want %q", job.TargetObject, i, res.Ref, rec.Ref)
-			}
-			switch res.Status {
-			case sdk.WriteOK:
-				if pb.retry {
-					p.Retried = append(p.Retried, pb.recs[rec.Ref].ID)
-				}
-				switch res.Action {
-				case sdk.ActionCreated:
-					p.Counts.Created++
-				case sdk.ActionUpdated:
-					p.Counts.Updated++
-				case sdk.ActionDeleted:
-					p.Counts.Deleted++
-				default:
-					p.Counts.Skipped++
-				}
-			case sdk.WriteRetryable:
-				retry = append(retry, rec)
-				wait = max(wait, res.RetryAfter)
+			switch res.Action {
+			case sdk.ActionCreated:
+				p.Counts.Created++
+			case sdk.ActionUpdated:
+				p.Counts.Updated++
+			case sdk.ActionDeleted:
+				p.Counts.Deleted++
 			default:
-				msg := res.Message
-				if msg == "" {
-					msg = "rejected by the target without a message"
-				}
-				p.Counts.Failed++
-				r := pb.recs[rec.Ref]
-				p.Failures = append(p.Failures, Failure{RecordID: r.ID, Status: "rejected", Message: msg, Record: r})
+				p.Counts.Skipped++
 			}
-		}
-		pending = retry
-		if len(pending) == 0 {
-			break
-		}
-		if attempt >= job.Retry.MaxAttempts {
-			return fmt.Errorf("write %s: %d records after %d attempts: %w", job.TargetObject, len(pending), attempt, ErrRetriesExhausted)
-		}
-		wait = max(wait, delay)
-		delay = min(delay*2, job.Retry.MaxDelay)
-		if err := sleep(ctx, wait); err != nil {
-			return err
+		default:
+			msg := res.Message
+			if msg == "" {
+				msg = "rejected by the target without a message"
+			}
+			r := pb.recs[rec.Ref]
+			p.Counts.Failed++
+			p.Failures = append(p.Failures, Failure{RecordID: r.ID, Status: "rejected", Message: msg, Record: r})
 		}
 	}
 	return nil
