@@ -27,3 +27,10 @@ done
 
 echo "== component benchmarks"
 go test -run '^$' -bench . ./host/mapping/ ./plugins/sample/... ./plugins/postgres/... | grep -E '^Benchmark|ok' | tee "$out/components.txt"
+
+echo "== scheduler: 10,000 workflows on a 60s interval, one host, 3 minutes, workers 8/16/32 (runs/s, lag p50/p99, every workflow each minute)"
+: >"$out/scheduler.txt"
+for w in 8 16 32; do
+  SYNCHRON_BENCH_WORKERS=$w go test -tags bench -count=1 -run 'TestBenchScheduler' -v -timeout 30m ./host/e2e/ \
+    | grep -E 'BENCH|minute|FAIL' | tee -a "$out/scheduler.txt"
+done

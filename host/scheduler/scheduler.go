@@ -249,6 +249,10 @@ func (s *Scheduler) loop(ctx context.Context) {
 		case r.Due >= s.opts.BatchSize:
 			// More may be due: pass again at once.
 			wait = 0
+		case r.Due > 0:
+			// Workflows are coming due now: the next ones are likely close,
+			// no need to ask when.
+			wait = s.opts.MinWait
 		default:
 			if wait, err = s.untilNextDue(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("scheduling pass failed", "error", err)
