@@ -121,6 +121,9 @@ func (j *linkJob) run(ctx context.Context) error {
 	if err := j.stageRetries(ctx); err != nil {
 		return err
 	}
+	if err := j.countRead(ctx); err != nil {
+		return err
+	}
 	// The stage just grew from nothing: without fresh statistics the
 	// planner joins it as if it were empty (nested loops over seq scans).
 	if _, err := j.db.ExecContext(ctx, `ANALYZE run_stage`); err != nil {
@@ -145,6 +148,41 @@ func (j *linkJob) clearStage(ctx context.Context) error {
 		return fmt.Errorf("clear stage: %w", err)
 	}
 	return nil
+}
+
+// countRead adds the records staged from each side to the run's (or the
+// preview's) read counts.
+func (j *linkJob) countRead(ctx context.Context) error {
+	var per []struct {
+		Side string `db:"side"`
+		N    int64  `db:"n"`
+	}
+	if err := j.db.SelectContext(ctx, &per, `SELECT side, count(*) AS n FROM run_stage WHERE run_id = $1 GROUP BY side`, j.runID); err != nil {
+		return fmt.Errorf("count staged records: %w", err)
+	}
+	var total int64
+	for _, p := range per {
+		total += p.N
+		if j.preview != nil {
+			if Side(p.Side) == SideSource {
+				j.preview.ToTarget.Read += p.N
+			} else {
+				j.preview.ToSource.Read += p.N
+			}
+		}
+	}
+	if j.dry || total == 0 {
+		return nil
+	}
+	tx, err := j.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin read count: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	if err := j.lease(ctx, tx, Counts{Read: total}, 0, 0); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // stagedRecord is a record about to be staged.
@@ -793,7 +831,6 @@ func (j *linkJob) account(my Side, o *op, dry bool) (c Counts, matched, ambiguou
 	if o.result != nil {
 		action = o.result.Action
 	}
-	c.Read = 1
 	switch {
 	case o.failed == "ambiguous":
 		ambiguous = 1
