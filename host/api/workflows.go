@@ -432,12 +432,12 @@ func (s *server) updateWorkflow(c *gin.Context) error {
 	}
 	w.Mapping = compact(w.Mapping)
 	now := s.now()
+	// The scheduler owns next_run_at: an edit only brings it forward, when a
+	// shorter interval should take effect now rather than after the old one.
+	w.NextRunAt = nil
 	if w.IntervalSeconds < oldInterval {
-		// A shorter interval takes effect now, not after the old one.
 		soon := now.Add(time.Duration(w.IntervalSeconds) * time.Second)
-		if w.NextRunAt == nil || soon.Before(*w.NextRunAt) {
-			w.NextRunAt = &soon
-		}
+		w.NextRunAt = &soon
 	}
 	out, err := s.store.UpdateWorkflow(ctx, w, now)
 	switch {

@@ -30,7 +30,7 @@ func TestBenchOneWay(t *testing.T) {
 		}
 		total = n
 	}
-	h := startHost(t, testdb.URL(t))
+	h := startHost(t, testdb.URL(t), "SYNCHRON_SCHEDULER=off") // runs only when the test asks
 	appURL := testdb.URL(t)
 	app := sqlx.MustOpen("postgres", appURL)
 	defer app.Close()

@@ -44,7 +44,7 @@ func pgConnection(t *testing.T, h *host, token, name, url, table, key string) st
 
 func TestCustomerJourneyOneWayPostgresToPostgres(t *testing.T) {
 	t.Parallel()
-	h := startHost(t, testdb.URL(t))
+	h := startHost(t, testdb.URL(t), "SYNCHRON_SCHEDULER=off") // runs only when the test asks
 	appURL := testdb.URL(t)
 	app := sqlx.MustOpen("postgres", appURL)
 	defer app.Close()
@@ -147,7 +147,7 @@ func TestCustomerJourneyOneWayPostgresToPostgres(t *testing.T) {
 
 func TestBadInputGetsClear4xx(t *testing.T) {
 	t.Parallel()
-	h := startHost(t, testdb.URL(t))
+	h := startHost(t, testdb.URL(t), "SYNCHRON_SCHEDULER=off") // runs only when the test asks
 	appURL := testdb.URL(t)
 	app := sqlx.MustOpen("postgres", appURL)
 	defer app.Close()
@@ -249,7 +249,7 @@ func connectorPIDs(t *testing.T, hostPID int, name string) []int {
 func TestConnectorKilledMidRunLosesNothing(t *testing.T) {
 	t.Parallel()
 	const total = 40000
-	h := startHost(t, testdb.URL(t))
+	h := startHost(t, testdb.URL(t), "SYNCHRON_SCHEDULER=off") // runs only when the test asks
 	appURL := testdb.URL(t)
 	app := sqlx.MustOpen("postgres", appURL)
 	defer app.Close()

@@ -18,7 +18,7 @@ import (
 // equal the changed records exactly (no echoes).
 func TestBenchTwoWaySteadyState(t *testing.T) {
 	total := envInt(t, "SYNCHRON_BENCH_RECORDS", 100000)
-	h := startHost(t, testdb.URL(t))
+	h := startHost(t, testdb.URL(t), "SYNCHRON_SCHEDULER=off") // runs only when the test asks
 	appURL := testdb.URL(t)
 	app := sqlx.MustOpen("postgres", appURL)
 	defer app.Close()

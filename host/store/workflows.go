@@ -128,15 +128,15 @@ func (s *Store) ListWorkflows(ctx context.Context, accountID string, opts ListOp
 
 // UpdateWorkflow writes the user-editable settings of w (name, mapping,
 // match, conflict, deletes, write_back, filter, delete threshold, interval,
-// shared, next_run_at) if
-// its settings have not changed since it was read (w.Version): ErrConflict
-// otherwise. Connections, objects, direction, status and cursor are not
+// shared) if its settings have not changed since it was read (w.Version):
+// ErrConflict otherwise. A non-nil w.NextRunAt only brings the next run
+// forward: the scheduler owns next_run_at, and an edit never undoes its advance. Connections, objects, direction, status and cursor are not
 // changed here.
 func (s *Store) UpdateWorkflow(ctx context.Context, w Workflow, now time.Time) (Workflow, error) {
 	var out Workflow
 	err := s.db.GetContext(ctx, &out, `UPDATE workflows SET
 			name = $4, mapping = $5, match = $6, conflict = $7, deletes = $8, write_back = $9,
-			interval_seconds = $10, shared = $11, next_run_at = $12, updated_at = $13, filter = $14,
+			interval_seconds = $10, shared = $11, next_run_at = CASE WHEN $12::timestamptz IS NULL THEN next_run_at ELSE LEAST(COALESCE(next_run_at, $12::timestamptz), $12::timestamptz) END, updated_at = $13, filter = $14,
 			delete_threshold_pct = $15, version = version + 1
 		WHERE account_id = $1 AND id = $2 AND version = $3 RETURNING `+workflowColumns,
 		w.AccountID, w.ID, w.Version, w.Name, []byte(w.Mapping), w.Match, w.Conflict, w.Deletes, w.WriteBack,
