@@ -104,7 +104,7 @@ type Executor struct {
 // NewExecutor builds an Executor; Start begins executing.
 func NewExecutor(db *sqlx.DB, registry connectors.Registry, sealer Sealer, log hclog.Logger, opts Options) *Executor {
 	opts.defaults()
-	return &Executor{db: db, registry: registry, sealer: sealer, log: log.Named("engine"), opts: opts, wake: make(chan struct{}, 1)}
+	return &Executor{db: db, registry: registry, sealer: sealer, log: log.Named("engine"), opts: opts, wake: make(chan struct{}, opts.Workers)}
 }
 
 // HostID is the name this executor leases runs under.
@@ -223,27 +223,43 @@ type claimedRun struct {
 	Attempts   int    `db:"attempts"`
 }
 
-// claim takes one queued run, or a running run whose host stopped renewing
-// its lease, and leases it to this host.
+// claim takes a running run whose host stopped renewing its lease (a dead
+// host's run comes first), or else the oldest queued run, and leases it to
+// this host. The two are separate queries so each walks its index in order:
+// one OR-ed query would read and sort every queued run on each claim.
 func (e *Executor) claim(ctx context.Context) (*claimedRun, error) {
-	var r claimedRun
-	err := e.db.GetContext(ctx, &r, `
-		UPDATE runs SET status = 'running', leased_by = $1, lease_expires_at = now() + $2::interval,
-			started_at = COALESCE(started_at, now()), attempts = attempts + 1
-		WHERE id = (
-			SELECT id FROM runs
-			WHERE status = 'queued' OR (status = 'running' AND lease_expires_at < now())
-			ORDER BY created_at
-			FOR UPDATE SKIP LOCKED
-			LIMIT 1)
-		RETURNING id, account_id, workflow_id, attempts`, e.opts.HostID, e.opts.Lease.String())
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+	for _, pick := range []string{
+		`SELECT id FROM runs WHERE status = 'running' AND lease_expires_at < now()
+			ORDER BY lease_expires_at FOR UPDATE SKIP LOCKED LIMIT 1`,
+		`SELECT id FROM runs WHERE status = 'queued' ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 1`,
+	} {
+		var r claimedRun
+		err := e.db.GetContext(ctx, &r, `
+			UPDATE runs SET status = 'running', leased_by = $1, lease_expires_at = now() + $2::interval,
+				started_at = COALESCE(started_at, now()), attempts = attempts + 1
+			WHERE id = (`+pick+`)
+			RETURNING id, account_id, workflow_id, attempts`, e.opts.HostID, e.opts.Lease.String())
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("engine: claim: %w", err)
+		}
+		return &r, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("engine: claim: %w", err)
+	return nil, nil
+}
+
+// Wake tells idle workers that n runs were queued (by the scheduler), so
+// they claim them now rather than at their next poll.
+func (e *Executor) Wake(n int) {
+	for i := 0; i < n && i < e.opts.Workers; i++ {
+		select {
+		case e.wake <- struct{}{}:
+		default:
+			return
+		}
 	}
-	return &r, nil
 }
 
 // RunOnce claims and executes at most one queued run on the caller's

@@ -222,7 +222,10 @@ func serve(ctx context.Context, cfg config, logger hclog.Logger, st *store.Store
 			Name: "synchron_scheduler_runs_enqueued_total", Help: "Runs of due workflows enqueued by this host's scheduler.",
 		})
 		metrics.MustRegister(enqueued)
-		sched := scheduler.New(st.DB(), logger, scheduler.Options{OnEnqueued: func(n int) { enqueued.Add(float64(n)) }})
+		sched := scheduler.New(st.DB(), logger, scheduler.Options{OnEnqueued: func(n int) {
+			enqueued.Add(float64(n))
+			exec.Wake(n)
+		}})
 		sched.Start(ctx)
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
