@@ -10,7 +10,10 @@
 //     deleted_since is given (as the spec's parameter says: "limit the
 //     response to Contacts deleted since"): the answer lists only deleted
 //     records, each {"id","displayed_as","deleted_at"}, deleted_at > since.
-//   - Lists are ordered by updated_at, then id.
+//   - Lists are ordered by updated_at, then id. attributes=all returns whole
+//     records, attributes=a,b adds those fields to id and displayed_as.
+//   - search matches name, reference, item_code, description, displayed_as
+//     (case-insensitive substring).
 //   - The token endpoint is POST /token on the same server (the real one is
 //     https://oauth.accounting.sage.com/token, a different host).
 //   - Without X-Business the only business is used; with several businesses
@@ -435,8 +438,14 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, b *business, coll 
 			if search != "" && !matches(rec, search) {
 				continue
 			}
-			if q.Get("attributes") != "all" {
-				rec = map[string]any{"id": id, "displayed_as": rec["displayed_as"]}
+			if attrs := q.Get("attributes"); attrs != "all" {
+				short := map[string]any{"id": id, "displayed_as": rec["displayed_as"]}
+				for _, a := range strings.Split(attrs, ",") {
+					if v, ok := rec[strings.TrimSpace(a)]; ok {
+						short[strings.TrimSpace(a)] = v
+					}
+				}
+				rec = short
 			}
 			rows = append(rows, row{at, id, rec})
 		}

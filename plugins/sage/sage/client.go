@@ -1,0 +1,349 @@
+package sage
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// tokens are one access/refresh token pair.
+type tokens struct {
+	Access, Refresh string
+	Expires         time.Time
+}
+
+// successor is what a consumed refresh token was exchanged for.
+type successor struct {
+	next tokens
+	at   time.Time
+}
+
+// session serializes the token refreshes of one connection (client id and
+// business) and remembers which refresh tokens were already used, so that a
+// call carrying a stale config uses the newest tokens instead of sending a
+// consumed refresh token again.
+type session struct {
+	mu    sync.Mutex
+	succs map[string]successor // consumed refresh token -> what it was exchanged for
+}
+
+// successorTTL is how long a consumed refresh token is remembered (longer
+// than Sage's 31-day refresh-token life).
+const successorTTL = 32 * 24 * time.Hour
+
+// refreshMargin: tokens expiring sooner than this are refreshed before use.
+const refreshMargin = 30 * time.Second
+
+// errAuth is a credentials failure: a refresh refused, or 401 with fresh tokens.
+type errAuth struct{ msg string }
+
+func (e *errAuth) Error() string { return e.msg }
+
+// apiError is a non-2xx answer of the Sage API.
+type apiError struct {
+	Status     int
+	RetryAfter time.Duration
+	Errors     []sageError
+}
+
+type sageError struct {
+	Severity string `json:"$severity"`
+	DataCode string `json:"$dataCode"`
+	Message  string `json:"$message"`
+	Source   string `json:"$source"`
+}
+
+func (e *apiError) Error() string {
+	var parts []string
+	for _, x := range e.Errors {
+		p := x.Message
+		if x.Source != "" {
+			p += " (" + x.Source + ")"
+		}
+		parts = append(parts, p)
+	}
+	if len(parts) == 0 {
+		return fmt.Sprintf("sage: HTTP %d", e.Status)
+	}
+	return fmt.Sprintf("sage: HTTP %d: %s", e.Status, strings.Join(parts, "; "))
+}
+
+func (e *apiError) retryable() bool { return e.Status == http.StatusTooManyRequests || e.Status >= 500 }
+
+// call is the state of one connector call for one connection: the config,
+// the tokens in use and whether they changed.
+type call struct {
+	c       *Connector
+	cfg     config
+	sess    *session
+	tok     tokens
+	base    string
+	budget  *budget
+	lastCfg tokens // tokens last handed to the host
+}
+
+func (c *Connector) newCall(cfg config) *call {
+	key := sha256.Sum256([]byte(cfg.ClientID + "\x00" + cfg.BusinessID))
+	k := hex.EncodeToString(key[:])
+	c.mu.Lock()
+	s := c.sessions[k]
+	if s == nil {
+		s = &session{succs: map[string]successor{}}
+		c.sessions[k] = s
+	}
+	b := c.budgets[cfg.BusinessID]
+	if b == nil {
+		b = newBudget(c.opts.RequestsPerMinute, c.opts.Burst)
+		c.budgets[cfg.BusinessID] = b
+	}
+	c.mu.Unlock()
+	t := tokens{cfg.AccessToken, cfg.RefreshToken, cfg.ExpiresAt}
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	return &call{c: c, cfg: cfg, sess: s, tok: t, lastCfg: t, base: base, budget: b}
+}
+
+// updatedConfig returns the config with the current tokens when they differ
+// from what the host last received, and records them as handed over.
+func (k *call) updatedConfig() json.RawMessage {
+	if k.tok == k.lastCfg {
+		return nil
+	}
+	cfg := k.cfg
+	cfg.AccessToken, cfg.RefreshToken, cfg.ExpiresAt = k.tok.Access, k.tok.Refresh, k.tok.Expires.UTC()
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return nil
+	}
+	k.lastCfg = k.tok
+	return raw
+}
+
+// ensureTokens brings k.tok up to date: it follows refresh tokens already
+// exchanged by this process, and refreshes when the access token expires
+// soon or when stale (the token a 401 answered) is still the current one.
+func (k *call) ensureTokens(ctx context.Context, stale string) error {
+	k.sess.mu.Lock()
+	defer k.sess.mu.Unlock()
+	now := k.c.opts.Now()
+	for n := 0; n < 1000; n++ {
+		s, ok := k.sess.succs[k.tok.Refresh]
+		if !ok {
+			break
+		}
+		k.tok = s.next
+	}
+	if stale == "" && now.Add(refreshMargin).Before(k.tok.Expires) {
+		return nil
+	}
+	if stale != "" && stale != k.tok.Access {
+		return nil // another call already refreshed
+	}
+	if k.tok.Refresh == "" {
+		return &errAuth{"the access token is expired or invalid and there is no refresh token"}
+	}
+	next, err := k.refresh(ctx)
+	if err != nil {
+		return err
+	}
+	for old, s := range k.sess.succs {
+		if now.Sub(s.at) > successorTTL {
+			delete(k.sess.succs, old)
+		}
+	}
+	k.sess.succs[k.tok.Refresh] = successor{next: next, at: now}
+	k.tok = next
+	return nil
+}
+
+// refresh exchanges the refresh token (once: Sage rotates it).
+func (k *call) refresh(ctx context.Context) (tokens, error) {
+	tokenURL := k.cfg.TokenURL
+	if tokenURL == "" {
+		tokenURL = DefaultTokenURL
+	}
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {k.tok.Refresh},
+		"client_id": {k.cfg.ClientID}, "client_secret": {k.cfg.ClientSecret}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return tokens{}, fmt.Errorf("sage: token request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := k.c.opts.HTTPClient.Do(req)
+	if err != nil {
+		return tokens{}, fmt.Errorf("sage: refresh the access token: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return tokens{}, fmt.Errorf("sage: read the token answer: %w", err)
+	}
+	var out struct {
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+		ExpiresIn    int    `json:"expires_in"`
+		Error        string `json:"error"`
+	}
+	_ = json.Unmarshal(raw, &out)
+	if resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusUnauthorized {
+		// Never echo the body: it may hold tokens.
+		return tokens{}, &errAuth{fmt.Sprintf("the token endpoint refused the refresh (HTTP %d %s): reconnect the Sage account", resp.StatusCode, out.Error)}
+	}
+	if resp.StatusCode/100 != 2 || out.AccessToken == "" {
+		return tokens{}, &apiError{Status: resp.StatusCode, RetryAfter: retryAfter(resp.Header)}
+	}
+	if out.RefreshToken == "" {
+		out.RefreshToken = k.tok.Refresh
+	}
+	if out.ExpiresIn <= 0 {
+		out.ExpiresIn = 300
+	}
+	return tokens{out.AccessToken, out.RefreshToken, k.c.opts.Now().Add(time.Duration(out.ExpiresIn) * time.Second)}, nil
+}
+
+func retryAfter(h http.Header) time.Duration {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
+}
+
+// do sends one API request (path relative to the base URL, or a $next path)
+// and decodes a 2xx JSON answer into out (when not nil). A 401 refreshes the
+// token once and retries.
+func (k *call) do(ctx context.Context, method, path string, body, out any) error {
+	var payload []byte
+	if body != nil {
+		var err error
+		if payload, err = json.Marshal(body); err != nil {
+			return fmt.Errorf("sage: encode the %s body: %w", method, err)
+		}
+	}
+	if err := k.ensureTokens(ctx, ""); err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		if err := k.budget.wait(ctx, k.c.opts.Now, k.c.opts.Sleep); err != nil {
+			return fmt.Errorf("sage: wait for the request budget: %w", err)
+		}
+		if !strings.HasPrefix(path, "/") {
+			path = "/" + path
+		}
+		req, err := http.NewRequestWithContext(ctx, method, k.base+path, bytes.NewReader(payload))
+		if err != nil {
+			return fmt.Errorf("sage: build %s request: %w", method, err)
+		}
+		req.Header.Set("Authorization", "Bearer "+k.tok.Access)
+		req.Header.Set("X-Business", k.cfg.BusinessID)
+		req.Header.Set("Accept", "application/json")
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := k.c.opts.HTTPClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("sage: %s %s: %w", method, strings.SplitN(path, "?", 2)[0], err)
+		}
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		resp.Body.Close()
+		if err != nil {
+			return fmt.Errorf("sage: read the answer of %s: %w", method, err)
+		}
+		if resp.StatusCode == http.StatusUnauthorized {
+			if attempt > 0 {
+				return &errAuth{"Sage refused the access token (HTTP 401) even after a refresh"}
+			}
+			if err := k.ensureTokens(ctx, k.tok.Access); err != nil {
+				return err
+			}
+			continue
+		}
+		if resp.StatusCode/100 != 2 {
+			e := &apiError{Status: resp.StatusCode, RetryAfter: retryAfter(resp.Header)}
+			_ = json.Unmarshal(raw, &e.Errors)
+			return e
+		}
+		if out != nil && len(bytes.TrimSpace(raw)) > 0 {
+			if err := json.Unmarshal(raw, out); err != nil {
+				return fmt.Errorf("sage: decode the answer of %s %s: %w", method, strings.SplitN(path, "?", 2)[0], err)
+			}
+		}
+		return nil
+	}
+}
+
+// budget is a token bucket of requests per business, shared by every call
+// of the process to that business.
+type budget struct {
+	mu     sync.Mutex
+	rate   float64 // requests per second
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+func newBudget(perMinute, burst int) *budget {
+	return &budget{rate: float64(perMinute) / 60, burst: float64(burst), tokens: float64(burst)}
+}
+
+// reserve takes one request from the bucket and returns how long to wait
+// before sending it.
+func (b *budget) reserve(now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.last.IsZero() && now.After(b.last) {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	if b.last.IsZero() || now.After(b.last) {
+		b.last = now
+	}
+	b.tokens--
+	if b.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(-b.tokens / b.rate * float64(time.Second))
+}
+
+func (b *budget) wait(ctx context.Context, now func() time.Time, sleep func(context.Context, time.Duration) error) error {
+	d := b.reserve(now())
+	if d <= 0 {
+		return ctx.Err()
+	}
+	return sleep(ctx, d)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func isAuth(err error) bool {
+	var a *errAuth
+	return errors.As(err, &a)
+}

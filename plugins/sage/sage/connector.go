@@ -1,0 +1,413 @@
+// Package sage is the Sage Business Cloud Accounting (v3.1) connector:
+// contacts, products and sales invoices (read and write), ledger accounts
+// and tax rates (read-only). It authenticates with OAuth2 access tokens that
+// live 5 minutes and refresh tokens that rotate on every use: refreshed
+// tokens are handed back to the host in the UpdatedConfig of the very
+// response whose call refreshed them, and a refresh token is never sent
+// twice (refreshes are serialized per connection in the process).
+package sage
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/synchron-io/synchron/sdk"
+)
+
+// Defaults.
+const (
+	DefaultBaseURL  = "https://api.accounting.sage.com/v3.1"
+	DefaultTokenURL = "https://oauth.accounting.sage.com/token"
+	// DefaultRequestsPerMinute and DefaultBurst are the assumed per-business
+	// request budget (see docs.md).
+	DefaultRequestsPerMinute = 100
+	DefaultBurst             = 20
+	// DefaultMaxRetries bounds the retries of one read request on 429/5xx.
+	DefaultMaxRetries = 4
+	maxItemsPerPage   = 200
+	defaultBatch      = 100
+	maxRetryWait      = 2 * time.Minute
+)
+
+// Options tune the connector (zero values take the defaults).
+type Options struct {
+	HTTPClient        *http.Client
+	Now               func() time.Time
+	Sleep             func(ctx context.Context, d time.Duration) error
+	RequestsPerMinute int
+	Burst             int
+	MaxRetries        int
+}
+
+// Connector implements sdk.Connector.
+type Connector struct {
+	version, docs string
+	opts          Options
+	mu            sync.Mutex
+	sessions      map[string]*session
+	budgets       map[string]*budget
+}
+
+var _ sdk.Connector = (*Connector)(nil)
+
+// New returns the connector.
+func New(version, docs string, opts Options) *Connector {
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: time.Minute}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Sleep == nil {
+		opts.Sleep = sleepCtx
+	}
+	if opts.RequestsPerMinute <= 0 {
+		opts.RequestsPerMinute = DefaultRequestsPerMinute
+	}
+	if opts.Burst <= 0 {
+		opts.Burst = DefaultBurst
+	}
+	if opts.MaxRetries <= 0 {
+		opts.MaxRetries = DefaultMaxRetries
+	}
+	return &Connector{version: strings.TrimSpace(version), docs: docs, opts: opts,
+		sessions: map[string]*session{}, budgets: map[string]*budget{}}
+}
+
+type config struct {
+	ClientID     string    `json:"client_id"`
+	ClientSecret string    `json:"client_secret"`
+	AccessToken  string    `json:"access_token"`
+	RefreshToken string    `json:"refresh_token"`
+	ExpiresAt    time.Time `json:"expires_at"`
+	BusinessID   string    `json:"business_id"`
+	BaseURL      string    `json:"base_url,omitempty"`
+	TokenURL     string    `json:"token_url,omitempty"`
+}
+
+const configSchema = `{
+  "type": "object",
+  "required": ["client_id", "client_secret", "access_token", "refresh_token", "business_id"],
+  "additionalProperties": false,
+  "properties": {
+    "client_id": {"type": "string", "description": "OAuth client id of the Sage app"},
+    "client_secret": {"type": "string", "description": "OAuth client secret", "secret": true},
+    "access_token": {"type": "string", "secret": true},
+    "refresh_token": {"type": "string", "secret": true},
+    "expires_at": {"type": "string", "format": "date-time", "description": "expiry of access_token"},
+    "business_id": {"type": "string", "description": "Sage business id (X-Business)"},
+    "base_url": {"type": "string", "description": "API base URL (tests)"},
+    "token_url": {"type": "string", "description": "OAuth token URL (tests)"}
+  }
+}`
+
+func parseConfig(raw json.RawMessage) (config, sdk.Diagnostics) {
+	var cfg config
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return cfg, sdk.Diagnostics{sdk.Errorf("", "invalid config", err.Error())}
+	}
+	var d sdk.Diagnostics
+	for _, r := range []struct{ name, v string }{
+		{"client_id", cfg.ClientID}, {"client_secret", cfg.ClientSecret}, {"access_token", cfg.AccessToken},
+		{"refresh_token", cfg.RefreshToken}, {"business_id", cfg.BusinessID},
+	} {
+		if strings.TrimSpace(r.v) == "" {
+			d = append(d, sdk.Errorf(r.name, "missing "+r.name, ""))
+		}
+	}
+	for _, u := range []struct{ name, v string }{{"base_url", cfg.BaseURL}, {"token_url", cfg.TokenURL}} {
+		if u.v == "" {
+			continue
+		}
+		if p, err := url.Parse(u.v); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
+			d = append(d, sdk.Errorf(u.name, "invalid "+u.name, "want an http(s) URL"))
+		}
+	}
+	return cfg, d
+}
+
+// Spec implements sdk.Connector.
+func (c *Connector) Spec(context.Context) (*sdk.Spec, error) {
+	var objs []sdk.Object
+	for _, o := range objects() {
+		objs = append(objs, o.sdkObject())
+	}
+	return &sdk.Spec{Name: "sage", Version: c.version, Title: "Sage Business Cloud Accounting",
+		ConfigSchema: json.RawMessage(configSchema), Objects: objs, Docs: c.docs,
+		Capabilities:    sdk.Capabilities{Read: true, Write: true},
+		ProtocolVersion: sdk.ProtocolVersion}, nil
+}
+
+// diagnose turns a call failure into diagnostics (nil when err is not about
+// the config or credentials).
+func diagnose(err error) sdk.Diagnostics {
+	if isAuth(err) {
+		return sdk.Diagnostics{sdk.Errorf("access_token", "Sage rejected the credentials", err.Error())}
+	}
+	var ae *apiError
+	if errors.As(err, &ae) {
+		switch ae.Status {
+		case http.StatusForbidden, http.StatusNotFound:
+			return sdk.Diagnostics{sdk.Errorf("business_id", "the business is not reachable with these credentials", ae.Error())}
+		}
+	}
+	return nil
+}
+
+// Check implements sdk.Connector: one cheap list call.
+func (c *Connector) Check(ctx context.Context, req sdk.CheckRequest) (*sdk.CheckResponse, error) {
+	cfg, d := parseConfig(req.Config)
+	if d.HasError() {
+		return &sdk.CheckResponse{Diagnostics: d}, nil
+	}
+	k := c.newCall(cfg)
+	err := k.do(ctx, http.MethodGet, "/contacts?items_per_page=1", nil, nil)
+	resp := &sdk.CheckResponse{UpdatedConfig: k.updatedConfig()}
+	if err != nil {
+		if d := diagnose(err); d != nil {
+			resp.Diagnostics = d
+			return resp, nil
+		}
+		var ae *apiError
+		if errors.As(err, &ae) {
+			resp.Diagnostics = sdk.Diagnostics{sdk.Errorf("", "Sage answered an error", ae.Error())}
+			return resp, nil
+		}
+		return resp, fmt.Errorf("sage check: %w", err)
+	}
+	return resp, nil
+}
+
+// Discover implements sdk.Connector (the objects are fixed).
+func (c *Connector) Discover(ctx context.Context, req sdk.DiscoverRequest) (*sdk.DiscoverResponse, error) {
+	spec, _ := c.Spec(ctx)
+	return &sdk.DiscoverResponse{Objects: spec.Objects}, nil
+}
+
+// HandleWebhook implements sdk.Connector: Sage has no webhooks.
+func (c *Connector) HandleWebhook(context.Context, sdk.WebhookRequest) (*sdk.WebhookResponse, error) {
+	return &sdk.WebhookResponse{Verified: false, ResponseStatus: http.StatusNotFound,
+		Diagnostics: sdk.Diagnostics{sdk.Errorf("", "Sage has no webhooks", "")}}, nil
+}
+
+// Stop implements sdk.Connector.
+func (c *Connector) Stop(context.Context) error {
+	c.opts.HTTPClient.CloseIdleConnections()
+	return nil
+}
+
+// cursor is a read checkpoint.
+type cursor struct {
+	// Since is the largest updated_at read; IDs the records read with it.
+	Since time.Time `json:"since,omitzero"`
+	IDs   []string  `json:"ids,omitempty"`
+	// DelSince is the largest deleted_at read; DelIDs the records with it.
+	DelSince time.Time `json:"del_since,omitzero"`
+	DelIDs   []string  `json:"del_ids,omitempty"`
+}
+
+type envelope struct {
+	Next  *string           `json:"$next"`
+	Items []json.RawMessage `json:"$items"`
+}
+
+// getRetry is a GET retried on 429/5xx, waiting Retry-After (or backing off).
+func (k *call) getRetry(ctx context.Context, path string, out any) error {
+	for attempt := 0; ; attempt++ {
+		err := k.do(ctx, http.MethodGet, path, nil, out)
+		var ae *apiError
+		if err == nil || !errors.As(err, &ae) || !ae.retryable() || attempt >= k.c.opts.MaxRetries {
+			return err
+		}
+		wait := ae.RetryAfter
+		if wait <= 0 {
+			wait = time.Second << attempt
+		}
+		if err := k.c.opts.Sleep(ctx, min(wait, maxRetryWait)); err != nil {
+			return fmt.Errorf("sage: wait to retry: %w", err)
+		}
+	}
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// Read implements sdk.Connector: records changed since the checkpoint
+// (updated_or_created_since, inclusive: ids already read at the boundary
+// second are skipped), then deletions (deleted_since).
+func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.ReadSink) error {
+	cfg, d := parseConfig(req.Config)
+	if d.HasError() {
+		return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: d})
+	}
+	o, ok := findObject(req.Object)
+	if !ok {
+		return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: sdk.Diagnostics{sdk.Errorf("", "unknown object "+req.Object, "")}})
+	}
+	var cur cursor
+	if len(req.Cursor) > 0 {
+		if err := json.Unmarshal(req.Cursor, &cur); err != nil {
+			return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: sdk.Diagnostics{sdk.Errorf("", "invalid checkpoint", err.Error())}})
+		}
+	}
+	first := len(req.Cursor) == 0
+	per := req.BatchSize
+	if per <= 0 {
+		per = defaultBatch
+	}
+	per = min(per, maxItemsPerPage)
+	k := c.newCall(cfg)
+	fail := func(err error) error {
+		if d := diagnose(err); d != nil {
+			return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: d, UpdatedConfig: k.updatedConfig()})
+		}
+		if cfgUpd := k.updatedConfig(); cfgUpd != nil {
+			// Hand the rotated tokens over even though the read failed.
+			if emitErr := sink.Emit(ctx, sdk.ReadBatch{UpdatedConfig: cfgUpd}); emitErr != nil {
+				return emitErr
+			}
+		}
+		return fmt.Errorf("sage read %s: %w", o.name, err)
+	}
+
+	// Live records.
+	q := url.Values{"attributes": {"all"}, "items_per_page": {strconv.Itoa(per)}}
+	if !cur.Since.IsZero() {
+		q.Set("updated_or_created_since", stamp(cur.Since))
+	}
+	seen := map[string]bool{}
+	for _, id := range cur.IDs {
+		seen[id] = true
+	}
+	next := "/" + o.path + "?" + q.Encode()
+	for next != "" {
+		var env envelope
+		if err := k.getRetry(ctx, next, &env); err != nil {
+			return fail(err)
+		}
+		next = ""
+		if env.Next != nil {
+			next = *env.Next
+		}
+		var recs []sdk.Record
+		for _, raw := range env.Items {
+			var rec map[string]any
+			if err := json.Unmarshal(raw, &rec); err != nil {
+				return fail(fmt.Errorf("decode a record: %w", err))
+			}
+			id, _ := rec["id"].(string)
+			at, _ := time.Parse(time.RFC3339, fmt.Sprint(rec["updated_at"]))
+			if id == "" {
+				continue
+			}
+			if at.Equal(cur.Since) && seen[id] {
+				continue // read at the boundary second already
+			}
+			if at.After(cur.Since) {
+				cur.Since, cur.IDs, seen = at, nil, map[string]bool{}
+			}
+			if at.Equal(cur.Since) {
+				cur.IDs = append(cur.IDs, id)
+				seen[id] = true
+			}
+			fields, err := json.Marshal(o.flatten(rec))
+			if err != nil {
+				return fail(fmt.Errorf("encode a record: %w", err))
+			}
+			recs = append(recs, sdk.Record{ID: id, UpdatedAt: at, Fields: fields})
+		}
+		if len(recs) == 0 && next != "" {
+			continue
+		}
+		if err := k.emit(ctx, sink, recs, cur); err != nil {
+			return err
+		}
+	}
+
+	// Deletions. The first read asks for every deletion: it sets the
+	// deletion cursor without knowing the server's clock.
+	if !o.deletes {
+		return k.flush(ctx, sink, cur, false)
+	}
+	dq := url.Values{"items_per_page": {strconv.Itoa(per)}, "deleted_since": {"1970-01-01T00:00:00Z"}}
+	if !cur.DelSince.IsZero() {
+		// deleted_since is exclusive: ask from one second before and skip
+		// the ids already reported at the boundary.
+		dq.Set("deleted_since", stamp(cur.DelSince.Add(-time.Second)))
+	}
+	dirty := false
+	delSeen := map[string]bool{}
+	for _, id := range cur.DelIDs {
+		delSeen[id] = true
+	}
+	next = "/" + o.path + "?" + dq.Encode()
+	for next != "" {
+		var env envelope
+		if err := k.getRetry(ctx, next, &env); err != nil {
+			return fail(err)
+		}
+		next = ""
+		if env.Next != nil {
+			next = *env.Next
+		}
+		var recs []sdk.Record
+		for _, raw := range env.Items {
+			var rec struct {
+				ID        string `json:"id"`
+				DeletedAt string `json:"deleted_at"`
+			}
+			if err := json.Unmarshal(raw, &rec); err != nil {
+				return fail(fmt.Errorf("decode a deleted record: %w", err))
+			}
+			at, _ := time.Parse(time.RFC3339, rec.DeletedAt)
+			if rec.ID == "" || at.Before(cur.DelSince) || (at.Equal(cur.DelSince) && delSeen[rec.ID]) {
+				continue
+			}
+			if at.After(cur.DelSince) {
+				cur.DelSince, cur.DelIDs, delSeen = at, nil, map[string]bool{}
+			}
+			cur.DelIDs = append(cur.DelIDs, rec.ID)
+			delSeen[rec.ID] = true
+			dirty = true
+			if first {
+				continue // nothing was read before: no deletion to report
+			}
+			recs = append(recs, sdk.Record{ID: rec.ID, UpdatedAt: at, Deleted: true})
+		}
+		if len(recs) == 0 && (next != "" || first) {
+			continue
+		}
+		if err := k.emit(ctx, sink, recs, cur); err != nil {
+			return err
+		}
+		dirty = false
+	}
+	return k.flush(ctx, sink, cur, dirty)
+}
+
+func (k *call) emit(ctx context.Context, sink sdk.ReadSink, recs []sdk.Record, cur cursor) error {
+	cp, err := json.Marshal(cur)
+	if err != nil {
+		return fmt.Errorf("sage: encode checkpoint: %w", err)
+	}
+	return sink.Emit(ctx, sdk.ReadBatch{Records: recs, Checkpoint: cp, UpdatedConfig: k.updatedConfig()})
+}
+
+// flush ends a read: it hands over rotated tokens not yet handed over, or a
+// checkpoint not yet emitted (dirty), with the final checkpoint.
+func (k *call) flush(ctx context.Context, sink sdk.ReadSink, cur cursor, dirty bool) error {
+	if k.tok == k.lastCfg && !dirty {
+		return nil
+	}
+	return k.emit(ctx, sink, nil, cur)
+}
