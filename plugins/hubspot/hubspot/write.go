@@ -1,0 +1,309 @@
+package hubspot
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/synchron-io/synchron/sdk"
+)
+
+// Write limits.
+const (
+	// MaxBatch is the most inputs of one batch call.
+	MaxBatch = 100
+	// defaultRetryAfter is suggested for a transient failure without Retry-After.
+	defaultRetryAfter = 10 * time.Second
+)
+
+type batchInput struct {
+	ID                 string            `json:"id,omitempty"`
+	IDProperty         string            `json:"idProperty,omitempty"`
+	Properties         map[string]string `json:"properties"`
+	Associations       *[]any            `json:"associations,omitempty"`
+	ObjectWriteTraceID string            `json:"objectWriteTraceId,omitempty"`
+}
+
+type archiveInput struct {
+	ID string `json:"id"`
+}
+
+type batchAnswer struct {
+	Results []struct {
+		hsObject
+		New                *bool  `json:"new"`
+		ObjectWriteTraceID string `json:"objectWriteTraceId"`
+	} `json:"results"`
+	Errors []struct {
+		Message  string              `json:"message"`
+		Category string              `json:"category"`
+		Context  map[string][]string `json:"context"`
+	} `json:"errors"`
+}
+
+// writer is one Write call.
+type writer struct {
+	c       *Connector
+	s       *session
+	cfg     Config
+	o       objectDef
+	req     sdk.WriteRequest
+	props   []map[string]string
+	results []sdk.WriteResult
+	diags   sdk.Diagnostics
+}
+
+// Write applies the records in batches of 100: archive for deletes, update
+// for records with an id, upsert by email for contacts with an email, create
+// otherwise.
+func (c *Connector) Write(ctx context.Context, req sdk.WriteRequest) (*sdk.WriteResponse, error) {
+	cfg, diags := ParseConfig(req.Config)
+	results := make([]sdk.WriteResult, len(req.Records))
+	for i, r := range req.Records {
+		results[i] = sdk.WriteResult{Ref: r.Ref, ID: r.ID}
+	}
+	fail := func(d sdk.Diagnostics, msg string) *sdk.WriteResponse {
+		for i := range results {
+			results[i].Status, results[i].Message = sdk.WriteRejected, msg
+		}
+		return &sdk.WriteResponse{Results: results, Diagnostics: d}
+	}
+	if diags.HasError() {
+		return fail(diags, "invalid config"), nil
+	}
+	o, ok := c.object(req.Object)
+	if !ok {
+		return fail(sdk.Diagnostics{sdk.Errorf("", "unknown object", req.Object)}, "unknown object "+req.Object), nil
+	}
+	w := &writer{c: c, s: c.newSession(cfg), cfg: cfg, o: o, req: req, props: make([]map[string]string, len(req.Records)), results: results}
+	var archive, update, upsert, create []int
+	for i, r := range req.Records {
+		if r.Delete {
+			if r.ID == "" {
+				w.reject(i, "a delete needs the record's id")
+				continue
+			}
+			archive = append(archive, i)
+			continue
+		}
+		p, err := o.toProperties(r.Fields)
+		if err != nil {
+			w.reject(i, "fields are not a JSON object: "+err.Error())
+			continue
+		}
+		w.props[i] = p
+		switch {
+		case r.ID != "":
+			update = append(update, i)
+		case o.natural != "" && p[o.natural] != "":
+			upsert = append(upsert, i)
+		default:
+			create = append(create, i)
+		}
+	}
+	for _, chunk := range chunks(archive, nil) {
+		w.archive(ctx, chunk)
+	}
+	for _, chunk := range chunks(update, nil) {
+		w.batch(ctx, "update", chunk)
+	}
+	for _, chunk := range chunks(upsert, func(i int) string { return strings.ToLower(w.props[i][o.natural]) }) {
+		w.batch(ctx, "upsert", chunk)
+	}
+	for _, chunk := range chunks(create, nil) {
+		w.batch(ctx, "create", chunk)
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("hubspot: write %s: %w", o.name, ctx.Err())
+	}
+	return &sdk.WriteResponse{Results: w.results, Diagnostics: w.diags, UpdatedConfig: w.s.updatedConfig()}, nil
+}
+
+// chunks splits indices into batches of at most MaxBatch; with key, a batch
+// never holds two records with the same key (HubSpot refuses duplicate upsert
+// ids in one call).
+func chunks(idx []int, key func(int) string) [][]int {
+	var out [][]int
+	var cur []int
+	keys := map[string]bool{}
+	for _, i := range idx {
+		k := ""
+		if key != nil {
+			k = key(i)
+		}
+		if len(cur) == MaxBatch || (key != nil && keys[k]) {
+			out = append(out, cur)
+			cur, keys = nil, map[string]bool{}
+		}
+		cur = append(cur, i)
+		keys[k] = true
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+func (w *writer) reject(i int, msg string) {
+	w.results[i].Status, w.results[i].Message = sdk.WriteRejected, msg
+}
+
+func (w *writer) retry(i int, after time.Duration, msg string) {
+	if after <= 0 {
+		after = defaultRetryAfter
+	}
+	w.results[i].Status, w.results[i].RetryAfter, w.results[i].Message = sdk.WriteRetryable, after, msg
+}
+
+// callFailed settles the records of a failed call; false when the call
+// should be split (a whole-batch 400 of several records).
+func (w *writer) callFailed(idx []int, err error) bool {
+	e, ok := asAPIError(err)
+	switch {
+	case !ok || e.Retryable():
+		var after time.Duration
+		if ok {
+			after = e.RetryAfter
+		}
+		for _, i := range idx {
+			w.retry(i, after, err.Error())
+		}
+	case e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden:
+		if d, ok := credentialDiagnostic(err, w.cfg); ok && len(w.diags) == 0 {
+			w.diags = append(w.diags, d)
+		}
+		for _, i := range idx {
+			w.retry(i, 0, err.Error())
+		}
+	case (e.Status == http.StatusBadRequest || e.Status == http.StatusConflict) && len(idx) > 1:
+		return false
+	default:
+		for _, i := range idx {
+			w.reject(i, e.Message)
+		}
+	}
+	return true
+}
+
+func (w *writer) archive(ctx context.Context, idx []int) {
+	in := make([]archiveInput, len(idx))
+	for j, i := range idx {
+		in[j] = archiveInput{ID: w.req.Records[i].ID}
+	}
+	_, err := w.s.do(ctx, http.MethodPost, "/crm/v3/objects/"+w.o.name+"/batch/archive", nil, map[string]any{"inputs": in}, nil)
+	if err != nil {
+		if !w.callFailed(idx, err) {
+			half := len(idx) / 2
+			w.archive(ctx, idx[:half])
+			w.archive(ctx, idx[half:])
+		}
+		return
+	}
+	for _, i := range idx {
+		w.results[i].Status, w.results[i].Action = sdk.WriteOK, sdk.ActionDeleted
+	}
+}
+
+// batch runs one create, update or upsert call and settles its records. A
+// whole-batch 400 is split in halves until the faulty records stand alone.
+func (w *writer) batch(ctx context.Context, op string, idx []int) {
+	inputs := make([]batchInput, len(idx))
+	byID := map[string]int{}
+	for j, i := range idx {
+		in := batchInput{Properties: w.props[i], ObjectWriteTraceID: strconv.Itoa(i)}
+		switch op {
+		case "update":
+			in.ID = w.req.Records[i].ID
+			byID[in.ID] = i
+		case "upsert":
+			props := make(map[string]string, len(in.Properties))
+			for k, v := range in.Properties {
+				if k != w.o.natural {
+					props[k] = v
+				}
+			}
+			in.ID, in.IDProperty, in.Properties = w.props[i][w.o.natural], w.o.natural, props
+			byID[strings.ToLower(in.ID)] = i
+		case "create":
+			none := []any{}
+			in.Associations = &none
+		}
+		inputs[j] = in
+	}
+	var ans batchAnswer
+	_, err := w.s.do(ctx, http.MethodPost, "/crm/v3/objects/"+w.o.name+"/batch/"+op, nil, map[string]any{"inputs": inputs}, &ans)
+	if err != nil {
+		if !w.callFailed(idx, err) {
+			half := len(idx) / 2
+			w.batch(ctx, op, idx[:half])
+			w.batch(ctx, op, idx[half:])
+		}
+		return
+	}
+	settled := map[int]bool{}
+	inChunk := map[int]bool{}
+	for _, i := range idx {
+		inChunk[i] = true
+	}
+	find := func(trace string, ids ...string) (int, bool) {
+		if n, err := strconv.Atoi(trace); err == nil && inChunk[n] && !settled[n] {
+			return n, true
+		}
+		for _, id := range ids {
+			if i, ok := byID[strings.ToLower(id)]; ok && !settled[i] {
+				return i, true
+			}
+			if i, ok := byID[id]; ok && !settled[i] {
+				return i, true
+			}
+		}
+		return 0, false
+	}
+	for k, r := range ans.Results {
+		i, ok := find(r.ObjectWriteTraceID, r.ID)
+		if !ok && op == "create" && r.ObjectWriteTraceID == "" && len(ans.Errors) == 0 && k < len(idx) {
+			i, ok = idx[k], true // no trace ids echoed: results follow the inputs
+		}
+		if !ok {
+			continue
+		}
+		settled[i] = true
+		res := &w.results[i]
+		res.Status, res.ID = sdk.WriteOK, r.ID
+		switch {
+		case op == "create" || (r.New != nil && *r.New):
+			res.Action = sdk.ActionCreated
+		default:
+			res.Action = sdk.ActionUpdated
+		}
+		res.Fields = w.o.toFields(r.ID, r.Properties)
+	}
+	for _, e := range ans.Errors {
+		var trace string
+		if t := e.Context["objectWriteTraceId"]; len(t) > 0 {
+			trace = t[0]
+		}
+		i, ok := find(trace, e.Context["ids"]...)
+		if !ok {
+			continue
+		}
+		settled[i] = true
+		msg := e.Message
+		if e.Category != "" {
+			msg = e.Category + ": " + msg
+		}
+		if e.Category == "RATE_LIMITS" || strings.HasPrefix(e.Category, "INTERNAL") {
+			w.retry(i, 0, msg)
+		} else {
+			w.reject(i, msg)
+		}
+	}
+	for _, i := range idx {
+		if !settled[i] {
+			w.retry(i, 0, "HubSpot answered no result for this record")
+		}
+	}
+}
