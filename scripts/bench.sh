@@ -34,3 +34,7 @@ for w in 8 16 32; do
   SYNCHRON_BENCH_WORKERS=$w go test -tags bench -count=1 -run 'TestBenchScheduler' -v -timeout 30m ./host/e2e/ \
     | grep -E 'BENCH|minute|FAIL' | tee -a "$out/scheduler.txt"
 done
+
+echo "== two-way steady state: 100,000 linked records, 1% changed on each side (time and transactions of one run)"
+SYNCHRON_BENCH_RECORDS=100000 go test -tags bench -count=1 -run 'TestBenchTwoWay' -v -timeout 40m ./host/e2e/ \
+  | grep -E 'BENCH|FAIL' | tee "$out/twoway.txt"
