@@ -25,7 +25,7 @@ type clock struct {
 	t  time.Time
 }
 
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) Add(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t = c.t.Add(d) }
 
 type env struct {
@@ -513,8 +513,10 @@ func TestThrottlingAndServerErrors(t *testing.T) {
 func TestBudgetShared(t *testing.T) {
 	b := newBudget(60, 2) // 1 per second, burst 2
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	if b.reserve(now) != 0 || b.reserve(now) != 0 {
-		t.Fatal("burst not available")
+	for i := range 2 {
+		if d := b.reserve(now); d != 0 {
+			t.Fatalf("burst request %d waits %v", i, d)
+		}
 	}
 	if d := b.reserve(now); d != time.Second {
 		t.Fatalf("third request waits %v, want 1s", d)
