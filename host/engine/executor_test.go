@@ -260,3 +260,42 @@ func TestStartStopDrains(t *testing.T) {
 		t.Fatalf("Stop: %v", err)
 	}
 }
+
+func TestLinkedRetryableFailuresAreRetriedByLaterRuns(t *testing.T) {
+	t.Parallel()
+	b := setupExec(t, 30)
+	// Matching by email sends this one-way workflow through the linked sync.
+	b.db.MustExec(`UPDATE workflows SET match = '{"source": "email", "target": "email"}' WHERE id = $1`, b.wfID)
+	b.target.retryFirst = 2 // the first two writes answer 429: more than the run's retries
+	e := b.executor("h1")
+	ctx := context.Background()
+	id, err := e.Enqueue(ctx, "acc_a", b.wfID, "manual")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.run(t, id); r.Status != "partial" || r.Failed != 30 {
+		t.Fatalf("first run = %+v, want partial with 30 failed", r)
+	}
+	var queued int
+	if err := b.db.Get(&queued, `SELECT count(*) FROM retry_queue WHERE workflow_id = $1 AND kind = 'retryable' AND next_retry_at > now()`, b.wfID); err != nil || queued != 30 {
+		t.Fatalf("%d records queued for a later retry, want 30 (%v)", queued, err)
+	}
+	// Their backoff has passed: the next run writes them, though nothing new was read.
+	b.db.MustExec(`UPDATE retry_queue SET next_retry_at = now() - interval '1 second'`)
+	id2, _ := e.Enqueue(ctx, "acc_a", b.wfID, "schedule")
+	if _, err := e.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.run(t, id2); r.Status != "succeeded" || r.Created != 30 {
+		t.Fatalf("retry run = %+v, want 30 created", r)
+	}
+	if got := b.target.count(); got != 30 {
+		t.Fatalf("target holds %d records, want 30", got)
+	}
+	if err := b.db.Get(&queued, `SELECT count(*) FROM retry_queue WHERE workflow_id = $1`, b.wfID); err != nil || queued != 0 {
+		t.Fatalf("%d records left in the retry queue, want 0", queued)
+	}
+}
