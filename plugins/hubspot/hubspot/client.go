@@ -247,7 +247,9 @@ func (s *session) do(ctx context.Context, method, path string, query url.Values,
 	}
 }
 
-func backoff(attempt int) time.Duration { return time.Duration(1<<(attempt-1)) * 500 * time.Millisecond }
+func backoff(attempt int) time.Duration {
+	return time.Duration(1<<(attempt-1)) * 500 * time.Millisecond
+}
 
 func decode(resp *http.Response, out any) error {
 	defer resp.Body.Close()

@@ -17,11 +17,15 @@ type objectDef struct {
 	obj     sdk.Object
 }
 
-func str(name, desc string) sdk.Field { return sdk.Field{Name: name, Type: sdk.TypeString, Description: desc} }
+func str(name, desc string) sdk.Field {
+	return sdk.Field{Name: name, Type: sdk.TypeString, Description: desc}
+}
 
 func ro(f sdk.Field) sdk.Field { f.ReadOnly = true; return f }
 
-func typed(name, typ, desc string) sdk.Field { return sdk.Field{Name: name, Type: typ, Description: desc} }
+func typed(name, typ, desc string) sdk.Field {
+	return sdk.Field{Name: name, Type: typ, Description: desc}
+}
 
 func objects() []objectDef {
 	id := ro(str("id", "HubSpot record id (hs_object_id)."))
