@@ -56,7 +56,7 @@ func TestPluginProcess(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Spec: %v", err)
 	}
-	if spec.Name != "postgres" || spec.Version != "0.1.0" || !strings.Contains(spec.Docs, "# PostgreSQL table") {
+	if spec.Name != "postgres" || spec.Version != "0.2.0" || !strings.Contains(spec.Docs, "# PostgreSQL table") {
 		t.Fatalf("spec: name %q, version %q, docs %.40q", spec.Name, spec.Version, spec.Docs)
 	}
 

@@ -3,7 +3,9 @@
 // through the table with keyset pagination, incrementally on an updated-at
 // column when the config names one; writes upsert batches by the key column
 // with one statement per batch, falling back to bisection inside savepoints
-// to reject only the records PostgreSQL refuses.
+// to reject only the records PostgreSQL refuses, and return the rows as
+// stored. With a soft-delete column, reads report soft-deleted rows as
+// deleted records and deletes mark rows instead of removing them.
 //
 // One Connector serves every account: it keeps one bounded *sql.DB per
 // connection URL, shared by all calls, and closes them in Stop.

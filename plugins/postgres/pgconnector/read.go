@@ -66,8 +66,9 @@ func (c cursor) encode() []byte {
 // Read implements sdk.Connector. Records come in key order (without
 // updated_at_column) or in (updated-at, key) order, NULL updated-at first,
 // one batch per page of a keyset pagination. Each batch's checkpoint is the
-// position of its last record. Config, object and cursor problems are
-// reported as a batch of diagnostics.
+// position of its last record. With deleted_column, soft-deleted rows are
+// records with Deleted set (and their fields). Config, object and cursor
+// problems are reported as a batch of diagnostics.
 func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.ReadSink) error {
 	cfg, diags := ParseConfig(req.Config)
 	if !diags.HasError() && req.Object != cfg.Table {
