@@ -59,6 +59,9 @@ type Options struct {
 	// bodies of POST/PUT contacts, products and sales_invoices are validated
 	// against it.
 	SpecDir string
+	// AbsoluteNext makes $next and $back absolute URLs (http://host/path)
+	// instead of paths.
+	AbsoluteNext bool
 }
 
 // Fault is an injected failure for the next matching request.
@@ -467,7 +470,11 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, b *business, coll 
 		}
 		q2.Set("page", strconv.Itoa(p))
 		q2.Set("items_per_page", strconv.Itoa(per))
-		return "/" + coll + "?" + q2.Encode()
+		u := "/" + coll + "?" + q2.Encode()
+		if s.opts.AbsoluteNext {
+			u = "http://" + r.Host + u
+		}
+		return u
 	}
 	env := map[string]any{"$total": len(rows), "$page": page, "$itemsPerPage": per, "$items": items,
 		"$next": nil, "$back": nil}

@@ -247,10 +247,11 @@ func (k *call) do(ctx context.Context, method, path string, body, out any) error
 		if err := k.budget.wait(ctx, k.c.opts.Now, k.c.opts.Sleep); err != nil {
 			return fmt.Errorf("sage: wait for the request budget: %w", err)
 		}
-		if !strings.HasPrefix(path, "/") {
-			path = "/" + path
+		target, err := k.resolve(path)
+		if err != nil {
+			return err
 		}
-		req, err := http.NewRequestWithContext(ctx, method, k.base+path, bytes.NewReader(payload))
+		req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(payload))
 		if err != nil {
 			return fmt.Errorf("sage: build %s request: %w", method, err)
 		}
@@ -290,6 +291,29 @@ func (k *call) do(ctx context.Context, method, path string, body, out any) error
 		}
 		return nil
 	}
+}
+
+// resolve turns a path (or a $next link) into a URL. An absolute link must
+// point at the API's own host: the bearer token is never sent elsewhere.
+func (k *call) resolve(path string) (string, error) {
+	if strings.HasPrefix(path, "http://") || strings.HasPrefix(path, "https://") {
+		u, err := url.Parse(path)
+		if err != nil {
+			return "", fmt.Errorf("sage: invalid link: %w", err)
+		}
+		b, err := url.Parse(k.base)
+		if err != nil {
+			return "", fmt.Errorf("sage: invalid base URL: %w", err)
+		}
+		if u.Scheme != b.Scheme || u.Host != b.Host {
+			return "", fmt.Errorf("sage: link to another host (%s) refused", u.Host)
+		}
+		return path, nil
+	}
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	return k.base + path, nil
 }
 
 // budget is a token bucket of requests per business, shared by every call

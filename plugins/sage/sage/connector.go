@@ -215,7 +215,14 @@ type cursor struct {
 	// DelSince is the largest deleted_at read; DelIDs the records with it.
 	DelSince time.Time `json:"del_since,omitzero"`
 	DelIDs   []string  `json:"del_ids,omitempty"`
+	// DelDone is set once a deletion scan finished: until then deletions
+	// older than the read are not reported (nothing was read before them).
+	DelDone bool `json:"del_done,omitempty"`
 }
+
+// deleteSkew is how far before the start of a first read deletions are
+// still reported (clock skew between the connector and Sage).
+const deleteSkew = 5 * time.Minute
 
 type envelope struct {
 	Next  *string           `json:"$next"`
@@ -260,7 +267,7 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 			return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: sdk.Diagnostics{sdk.Errorf("", "invalid checkpoint", err.Error())}})
 		}
 	}
-	first := len(req.Cursor) == 0
+	startedAt := c.opts.Now()
 	per := req.BatchSize
 	if per <= 0 {
 		per = defaultBatch
@@ -334,8 +341,9 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 		}
 	}
 
-	// Deletions. The first read asks for every deletion: it sets the
-	// deletion cursor without knowing the server's clock.
+	// Deletions. The first scan asks for every deletion (it cannot know the
+	// server's clock) and reports only those since the read started.
+	first := !cur.DelDone
 	if !o.deletes {
 		return k.flush(ctx, sink, cur, false)
 	}
@@ -379,8 +387,8 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 			cur.DelIDs = append(cur.DelIDs, rec.ID)
 			delSeen[rec.ID] = true
 			dirty = true
-			if first {
-				continue // nothing was read before: no deletion to report
+			if first && at.Before(startedAt.Add(-deleteSkew)) {
+				continue // deleted before this first read: nothing to report
 			}
 			recs = append(recs, sdk.Record{ID: rec.ID, UpdatedAt: at, Deleted: true})
 		}
@@ -391,6 +399,9 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 			return err
 		}
 		dirty = false
+	}
+	if !cur.DelDone {
+		cur.DelDone, dirty = true, true
 	}
 	return k.flush(ctx, sink, cur, dirty)
 }

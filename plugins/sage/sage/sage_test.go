@@ -50,10 +50,13 @@ func specDir() string {
 	return dir
 }
 
-func newEnv(t *testing.T, withSpec bool) *env {
+func newEnv(t *testing.T, withSpec bool, mods ...func(*fake.Options)) *env {
 	t.Helper()
 	e := &env{t: t, clock: &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}}
 	opts := fake.Options{Now: e.clock.Now, Businesses: []string{biz, "biz-2"}}
+	for _, m := range mods {
+		m(&opts)
+	}
 	if withSpec {
 		if opts.SpecDir = specDir(); opts.SpecDir == "" {
 			t.Skip("Sage spec not found at ../shared/specs/sage (from the repository root): spec validation not tested")
@@ -353,10 +356,20 @@ func TestDeletes(t *testing.T) {
 	e := newEnv(t, false)
 	c := e.conn()
 	cs := e.seedContacts(4, "d")
-	e.fake.Delete(biz, "contacts", cs[3]) // before the first read: not reported
-	rr := read(t, c, e.config(nil), "contacts", nil, 0, nil)
-	if len(rr.recs) != 3 {
-		t.Fatalf("first read: %v", ids(rr.recs))
+	e.fake.Delete(biz, "contacts", cs[3]) // long before the first read: not reported
+	e.clock.Add(10 * time.Minute)         // the access token expires: the connector refreshes
+	extra := e.seedContacts(1, "e")
+	rr := read(t, c, e.config(nil), "contacts", nil, 0, func(int) {
+		// Deleted while the first read runs (after its live pages): reported.
+		e.fake.Delete(biz, "contacts", extra[0])
+	})
+	if got := ids(rr.recs); len(got) != 5 || got[4] != extra[0] || !rr.recs[4].Deleted {
+		t.Fatalf("first read: %v", got)
+	}
+	for _, r := range rr.recs[:4] {
+		if r.Deleted {
+			t.Fatalf("first read reported %s deleted", r.ID)
+		}
 	}
 	e.clock.Add(time.Second)
 	e.fake.Delete(biz, "contacts", cs[0])
@@ -534,5 +547,18 @@ func TestBudgetShared(t *testing.T) {
 	k3 := c.newCall(config{ClientID: "a", BusinessID: "y"})
 	if k1.budget != k2.budget || k1.budget == k3.budget {
 		t.Fatal("budgets are not per business")
+	}
+}
+
+func TestAbsoluteNextLinks(t *testing.T) {
+	e := newEnv(t, false, func(o *fake.Options) { o.AbsoluteNext = true })
+	e.seedContacts(7, "n")
+	rr := read(t, e.conn(), e.config(nil), "contacts", nil, 3, nil)
+	if len(rr.recs) != 7 {
+		t.Fatalf("read %d records following absolute $next links, want 7", len(rr.recs))
+	}
+	k := e.conn().newCall(e.cfg)
+	if _, err := k.resolve("https://evil.example/contacts?page=2"); err == nil {
+		t.Fatal("a $next link to another host was followed")
 	}
 }
