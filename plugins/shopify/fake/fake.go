@@ -288,7 +288,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var doc *ast.QueryDocument
 	if schema != nil {
 		var errs gqlerror.List
-		doc, errs = gqlparser.LoadQuery(schema, req.Query)
+		doc, errs = gqlparser.LoadQueryWithRules(schema, req.Query, nil)
 		if len(errs) > 0 {
 			out := make([]gqlError, len(errs))
 			for i, e := range errs {

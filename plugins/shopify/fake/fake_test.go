@@ -6,21 +6,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vektah/gqlparser/v2/ast"
 )
-
-// clock is a manual clock for the bucket.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t = c.t.Add(d) }
 
 func post(t *testing.T, h http.Handler, version, token, query string, vars map[string]any) (int, map[string]any) {
 	t.Helper()
@@ -76,7 +66,7 @@ func TestValidation(t *testing.T) {
 func toJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
 
 func TestThrottleAndRestore(t *testing.T) {
-	c := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	s := New(Options{Now: c.Now, MaximumAvailable: 100, RestoreRate: 10})
 	q := `mutation($i: CustomerInput!) { customerCreate(input: $i) { customer { id } userErrors { field message } } }`
 	for i := range 10 {

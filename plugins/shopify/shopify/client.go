@@ -1,0 +1,240 @@
+package shopify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// bucket mirrors a shop's query-cost bucket (Shopify's leaky bucket). Every
+// call to the same shop in this process reserves its cost here before it is
+// sent, so concurrent reads and writes never send what the shop cannot
+// afford; answers correct it from extensions.cost.throttleStatus.
+type bucket struct {
+	mu       sync.Mutex
+	max      float64
+	avail    float64
+	rate     float64
+	at       time.Time
+	inflight float64
+}
+
+// Until the first answer the bucket assumes Shopify's smallest plan.
+const (
+	defaultMaximum = 1000
+	defaultRestore = 50
+)
+
+// wait returns how long until cost is affordable (0: reserved now).
+func (b *bucket) reserve(now time.Time, cost float64) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if d := now.Sub(b.at).Seconds(); d > 0 {
+		b.avail = math.Min(b.max, b.avail+d*b.rate)
+	}
+	b.at = now
+	cost = math.Min(cost, b.max)
+	if b.avail >= cost {
+		b.avail -= cost
+		b.inflight += cost
+		return 0
+	}
+	return time.Duration(math.Ceil((cost - b.avail) / b.rate * float64(time.Second)))
+}
+
+// settle ends a reservation, with the shop's throttle status when known.
+func (b *bucket) settle(now time.Time, cost float64, st *throttleStatus) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.inflight = math.Max(0, b.inflight-math.Min(cost, b.max))
+	if st == nil || st.MaximumAvailable <= 0 || st.RestoreRate <= 0 {
+		return
+	}
+	if d := now.Sub(b.at).Seconds(); d > 0 {
+		b.avail = math.Min(b.max, b.avail+d*b.rate)
+	}
+	b.max, b.rate, b.at = st.MaximumAvailable, st.RestoreRate, now
+	if b.inflight == 0 {
+		b.avail = st.CurrentlyAvailable
+		return
+	}
+	// With other calls in flight the shop's figure may predate some of them
+	// (answers can arrive out of order): never raise the local estimate,
+	// and count reservations the shop has not seen yet.
+	b.avail = math.Max(0, math.Min(b.avail, st.CurrentlyAvailable-b.inflight))
+}
+
+// retryAfter is how long until cost is affordable.
+func (b *bucket) retryAfter(cost float64) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	need := math.Min(cost, b.max) - b.avail
+	if need <= 0 {
+		return time.Second
+	}
+	return time.Duration(math.Ceil(need / b.rate * float64(time.Second)))
+}
+
+type throttleStatus struct {
+	MaximumAvailable   float64 `json:"maximumAvailable"`
+	CurrentlyAvailable float64 `json:"currentlyAvailable"`
+	RestoreRate        float64 `json:"restoreRate"`
+}
+
+type gqlResponse struct {
+	Data       json.RawMessage `json:"data"`
+	Errors     json.RawMessage `json:"errors"`
+	Extensions struct {
+		Cost struct {
+			RequestedQueryCost float64         `json:"requestedQueryCost"`
+			ThrottleStatus     *throttleStatus `json:"throttleStatus"`
+		} `json:"cost"`
+	} `json:"extensions"`
+}
+
+type gqlError struct {
+	Message    string `json:"message"`
+	Extensions struct {
+		Code string `json:"code"`
+	} `json:"extensions"`
+}
+
+// Errors of a GraphQL call.
+var (
+	errUnauthorized = errors.New("shopify refused the access token (401/403)")
+	errNotFound     = errors.New("shopify answered 404: unknown shop or API version")
+)
+
+// retryableError is a transient failure that outlasted the connector's retries.
+type retryableError struct {
+	after time.Duration
+	err   error
+}
+
+func (e *retryableError) Error() string { return e.err.Error() }
+func (e *retryableError) Unwrap() error { return e.err }
+
+// queryError is a GraphQL error answer (invalid query, bad argument...).
+type queryError struct{ msgs []string }
+
+func (e *queryError) Error() string { return "shopify: " + strings.Join(e.msgs, "; ") }
+
+// maxAttempts bounds retries of throttled and 5xx answers.
+const maxAttempts = 6
+
+// call sends one GraphQL document costing at most cost points and decodes
+// its data into out. It waits for the shop's bucket before sending, retries
+// THROTTLED and 5xx answers with backoff, and never logs or returns the token.
+func (c *Connector) call(ctx context.Context, cfg Config, query string, vars map[string]any, cost float64, out any) error {
+	b := c.bucket(cfg.Shop)
+	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
+	if err != nil {
+		return fmt.Errorf("encode query: %w", err)
+	}
+	var last error
+	for attempt := range maxAttempts {
+		if attempt > 0 {
+			if err := c.opts.Sleep(ctx, backoff(attempt)); err != nil {
+				return err
+			}
+		}
+		for {
+			d := b.reserve(c.opts.Now(), cost)
+			if d == 0 {
+				break
+			}
+			if err := c.opts.Sleep(ctx, d); err != nil {
+				return err
+			}
+		}
+		resp, status, err := c.post(ctx, cfg, body)
+		if err != nil {
+			b.settle(c.opts.Now(), cost, nil)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			last = err
+			continue
+		}
+		var st *throttleStatus
+		if resp != nil {
+			st = resp.Extensions.Cost.ThrottleStatus
+		}
+		b.settle(c.opts.Now(), cost, st)
+		switch {
+		case status == http.StatusUnauthorized || status == http.StatusForbidden:
+			return errUnauthorized
+		case status == http.StatusNotFound:
+			return errNotFound
+		case status == http.StatusTooManyRequests || status >= 500:
+			last = fmt.Errorf("shopify answered HTTP %d", status)
+			continue
+		case status != http.StatusOK || resp == nil:
+			return fmt.Errorf("shopify answered HTTP %d without a GraphQL answer", status)
+		}
+		if len(resp.Errors) > 0 && string(resp.Errors) != "null" {
+			var errs []gqlError
+			if err := json.Unmarshal(resp.Errors, &errs); err != nil {
+				return &queryError{msgs: []string{strings.Trim(string(resp.Errors), `"`)}}
+			}
+			throttled := false
+			msgs := make([]string, 0, len(errs))
+			for _, e := range errs {
+				throttled = throttled || e.Extensions.Code == "THROTTLED"
+				msgs = append(msgs, e.Message)
+			}
+			if throttled {
+				// The bucket now holds the shop's figure: the next
+				// reserve waits for the restore.
+				last = errors.New("shopify throttled the query (THROTTLED)")
+				continue
+			}
+			return &queryError{msgs: msgs}
+		}
+		if out != nil {
+			if err := json.Unmarshal(resp.Data, out); err != nil {
+				return fmt.Errorf("decode shopify answer: %w", err)
+			}
+		}
+		return nil
+	}
+	return &retryableError{after: b.retryAfter(cost), err: fmt.Errorf("after %d attempts: %w", maxAttempts, last)}
+}
+
+func backoff(attempt int) time.Duration {
+	return time.Duration(math.Min(float64(time.Second)*math.Pow(2, float64(attempt-1)), float64(30*time.Second)))
+}
+
+// post sends body; a nil response with a status means a non-JSON answer.
+func (c *Connector) post(ctx context.Context, cfg Config, body []byte) (*gqlResponse, int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.endpoint(), bytes.NewReader(body))
+	if err != nil {
+		return nil, 0, fmt.Errorf("build request for %s: %w", cfg.Shop, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("X-Shopify-Access-Token", cfg.AccessToken)
+	res, err := c.opts.HTTPClient.Do(req)
+	if err != nil {
+		// *url.Error names the URL, which holds no secret.
+		return nil, 0, fmt.Errorf("post to %s: %w", cfg.Shop, err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(res.Body, 64<<20))
+	if err != nil {
+		return nil, 0, fmt.Errorf("read answer of %s: %w", cfg.Shop, err)
+	}
+	var r gqlResponse
+	if json.Unmarshal(raw, &r) != nil {
+		return nil, res.StatusCode, nil
+	}
+	return &r, res.StatusCode, nil
+}

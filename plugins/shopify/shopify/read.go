@@ -1,0 +1,273 @@
+package shopify
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/synchron-io/synchron/sdk"
+)
+
+func objects() []sdk.Object {
+	ro := func(name, typ, desc string) sdk.Field {
+		return sdk.Field{Name: name, Type: typ, ReadOnly: true, Description: desc}
+	}
+	rw := func(name, typ, desc string) sdk.Field { return sdk.Field{Name: name, Type: typ, Description: desc} }
+	return []sdk.Object{
+		{
+			Name: "customers", Description: "Customers of the shop", IDField: "id",
+			Readable: true, Writable: true, Incremental: true,
+			Fields: []sdk.Field{
+				ro("id", sdk.TypeString, "Global id (gid://shopify/Customer/...)"),
+				rw("email", sdk.TypeString, "Email address; the natural key when writing without id"),
+				rw("first_name", sdk.TypeString, ""),
+				rw("last_name", sdk.TypeString, ""),
+				rw("phone", sdk.TypeString, "E.164 phone number"),
+				rw("tags", sdk.TypeArray, "Tags (strings)"),
+				rw("note", sdk.TypeString, ""),
+				ro("created_at", sdk.TypeDateTime, ""),
+				ro("updated_at", sdk.TypeDateTime, ""),
+			},
+		},
+		{
+			Name: "orders", Description: "Orders; only note and tags are writable", IDField: "id",
+			Readable: true, Writable: true, Incremental: true,
+			Fields: []sdk.Field{
+				ro("id", sdk.TypeString, "Global id (gid://shopify/Order/...)"),
+				ro("name", sdk.TypeString, "Order name, e.g. #1001"),
+				ro("email", sdk.TypeString, ""),
+				ro("total_price", sdk.TypeString, "Total in the shop currency (decimal string)"),
+				ro("currency", sdk.TypeString, "ISO 4217 code"),
+				ro("financial_status", sdk.TypeString, "PAID, PENDING, REFUNDED..."),
+				ro("line_items", sdk.TypeArray, "Up to the first 10 lines: {name, quantity, price}"),
+				rw("note", sdk.TypeString, ""),
+				rw("tags", sdk.TypeArray, "Tags (strings)"),
+				ro("created_at", sdk.TypeDateTime, ""),
+				ro("updated_at", sdk.TypeDateTime, ""),
+			},
+		},
+		{
+			Name: "products", Description: "Products (read only)", IDField: "id",
+			Readable: true, Incremental: true,
+			Fields: []sdk.Field{
+				ro("id", sdk.TypeString, "Global id (gid://shopify/Product/...)"),
+				ro("title", sdk.TypeString, ""),
+				ro("handle", sdk.TypeString, ""),
+				ro("vendor", sdk.TypeString, ""),
+				ro("product_type", sdk.TypeString, ""),
+				ro("status", sdk.TypeString, "ACTIVE, ARCHIVED or DRAFT"),
+				ro("tags", sdk.TypeArray, "Tags (strings)"),
+				ro("created_at", sdk.TypeDateTime, ""),
+				ro("updated_at", sdk.TypeDateTime, ""),
+			},
+		},
+	}
+}
+
+// Node selections and their cost per node (Shopify: 1 per object, a
+// connection 2 + first times its node).
+const (
+	customerFields = `id email firstName lastName phone tags note createdAt updatedAt`
+	orderFields    = `id name email note tags currencyCode displayFinancialStatus createdAt updatedAt totalPriceSet { shopMoney { amount } } lineItems(first: 10) { nodes { name quantity originalUnitPriceSet { shopMoney { amount } } } }`
+	productFields  = `id title handle vendor productType status tags createdAt updatedAt`
+)
+
+type readSpec struct {
+	selection string
+	perNode   float64
+	convert   func(json.RawMessage) (map[string]any, error)
+}
+
+func readSpecFor(object string) (readSpec, bool) {
+	switch object {
+	case "customers":
+		return readSpec{customerFields, 1, convertCustomer}, true
+	case "orders":
+		// order 1 + totalPriceSet 2 + lineItems (2 + 10 × (1 + originalUnitPriceSet 2))
+		return readSpec{orderFields, 35, convertOrder}, true
+	case "products":
+		return readSpec{productFields, 1, convertProduct}, true
+	}
+	return readSpec{}, false
+}
+
+// checkpoint resumes a read: the last record's updated_at and id. Records
+// sharing that timestamp are read again by the query (updated_at:>=) and
+// skipped up to that id, so none is lost or repeated.
+type checkpoint struct {
+	UpdatedAt time.Time `json:"updated_at"`
+	ID        string    `json:"id"`
+}
+
+// idNum is the numeric part of a gid (Shopify sorts ties by it).
+func idNum(gid string) int64 {
+	n, _ := strconv.ParseInt(gid[strings.LastIndex(gid, "/")+1:], 10, 64)
+	return n
+}
+
+// DefaultBatchSize is the page size when the host asks for none.
+const DefaultBatchSize = 100
+
+// Read pages through the object sorted by UPDATED_AT.
+func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.ReadSink) error {
+	cfg, diags := parseConfig(req.Config)
+	if diags.HasError() {
+		return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: diags})
+	}
+	spec, ok := readSpecFor(req.Object)
+	if !ok {
+		return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: sdk.Diagnostics{sdk.Errorf("", "unknown object "+strconv.Quote(req.Object), "objects: customers, orders, products")}})
+	}
+	var cp *checkpoint
+	if len(req.Cursor) > 0 {
+		cp = &checkpoint{}
+		if err := json.Unmarshal(req.Cursor, cp); err != nil {
+			return fmt.Errorf("decode checkpoint: %w", err)
+		}
+	}
+	first := req.BatchSize
+	if first <= 0 {
+		first = DefaultBatchSize
+	}
+	// One query costs at most 1000 points, and a page at most 250 nodes.
+	first = min(first, 250, int(math.Floor((defaultMaximum-2)/spec.perNode)))
+	doc := fmt.Sprintf(`query Read($first: Int!, $after: String, $query: String) { %s(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) { nodes { %s } pageInfo { hasNextPage endCursor } } }`, req.Object, spec.selection)
+	vars := map[string]any{"first": first}
+	if cp != nil {
+		vars["query"] = fmt.Sprintf("updated_at:>='%s'", cp.UpdatedAt.UTC().Format(time.RFC3339))
+	}
+	for {
+		var out map[string]struct {
+			Nodes    []json.RawMessage `json:"nodes"`
+			PageInfo struct {
+				HasNextPage bool   `json:"hasNextPage"`
+				EndCursor   string `json:"endCursor"`
+			} `json:"pageInfo"`
+		}
+		if err := c.call(ctx, cfg, doc, vars, 2+float64(first)*spec.perNode, &out); err != nil {
+			if d := callDiagnostic(cfg, err); d.Attribute != "" {
+				return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: sdk.Diagnostics{d}})
+			}
+			return fmt.Errorf("read %s of %s: %w", req.Object, cfg.Shop, err)
+		}
+		page := out[req.Object]
+		var batch sdk.ReadBatch
+		for _, n := range page.Nodes {
+			fields, err := spec.convert(n)
+			if err != nil {
+				return fmt.Errorf("read %s of %s: %w", req.Object, cfg.Shop, err)
+			}
+			id, _ := fields["id"].(string)
+			updated, err := time.Parse(time.RFC3339, fmt.Sprint(fields["updated_at"]))
+			if err != nil {
+				return fmt.Errorf("read %s of %s: record %s: updated_at: %w", req.Object, cfg.Shop, id, err)
+			}
+			if cp != nil && (updated.Before(cp.UpdatedAt) || (updated.Equal(cp.UpdatedAt) && idNum(id) <= idNum(cp.ID))) {
+				continue // read before the checkpoint
+			}
+			raw, err := json.Marshal(fields)
+			if err != nil {
+				return fmt.Errorf("encode record %s: %w", id, err)
+			}
+			batch.Records = append(batch.Records, sdk.Record{ID: id, UpdatedAt: updated, Fields: raw})
+			next, _ := json.Marshal(checkpoint{UpdatedAt: updated, ID: id})
+			batch.Checkpoint = next
+		}
+		if len(batch.Records) > 0 {
+			if err := sink.Emit(ctx, batch); err != nil {
+				return err
+			}
+		}
+		if !page.PageInfo.HasNextPage {
+			return nil
+		}
+		vars["after"] = page.PageInfo.EndCursor
+	}
+}
+
+type money struct {
+	ShopMoney struct {
+		Amount string `json:"amount"`
+	} `json:"shopMoney"`
+}
+
+func nonNilTags(t []string) []string {
+	if t == nil {
+		return []string{}
+	}
+	return t
+}
+
+func convertCustomer(raw json.RawMessage) (map[string]any, error) {
+	var n struct {
+		ID                   string   `json:"id"`
+		Email                *string  `json:"email"`
+		FirstName            *string  `json:"firstName"`
+		LastName             *string  `json:"lastName"`
+		Phone                *string  `json:"phone"`
+		Note                 *string  `json:"note"`
+		Tags                 []string `json:"tags"`
+		CreatedAt, UpdatedAt string
+	}
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return nil, fmt.Errorf("decode customer: %w", err)
+	}
+	return map[string]any{
+		"id": n.ID, "email": n.Email, "first_name": n.FirstName, "last_name": n.LastName,
+		"phone": n.Phone, "note": n.Note, "tags": nonNilTags(n.Tags),
+		"created_at": n.CreatedAt, "updated_at": n.UpdatedAt,
+	}, nil
+}
+
+func convertOrder(raw json.RawMessage) (map[string]any, error) {
+	var n struct {
+		ID                     string   `json:"id"`
+		Name                   string   `json:"name"`
+		Email                  *string  `json:"email"`
+		Note                   *string  `json:"note"`
+		Tags                   []string `json:"tags"`
+		CurrencyCode           string   `json:"currencyCode"`
+		DisplayFinancialStatus *string  `json:"displayFinancialStatus"`
+		CreatedAt, UpdatedAt   string
+		TotalPriceSet          money `json:"totalPriceSet"`
+		LineItems              struct {
+			Nodes []struct {
+				Name                 string `json:"name"`
+				Quantity             int    `json:"quantity"`
+				OriginalUnitPriceSet money  `json:"originalUnitPriceSet"`
+			} `json:"nodes"`
+		} `json:"lineItems"`
+	}
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return nil, fmt.Errorf("decode order: %w", err)
+	}
+	lines := make([]map[string]any, 0, len(n.LineItems.Nodes))
+	for _, l := range n.LineItems.Nodes {
+		lines = append(lines, map[string]any{"name": l.Name, "quantity": l.Quantity, "price": l.OriginalUnitPriceSet.ShopMoney.Amount})
+	}
+	return map[string]any{
+		"id": n.ID, "name": n.Name, "email": n.Email, "note": n.Note, "tags": nonNilTags(n.Tags),
+		"currency": n.CurrencyCode, "financial_status": n.DisplayFinancialStatus,
+		"total_price": n.TotalPriceSet.ShopMoney.Amount, "line_items": lines,
+		"created_at": n.CreatedAt, "updated_at": n.UpdatedAt,
+	}, nil
+}
+
+func convertProduct(raw json.RawMessage) (map[string]any, error) {
+	var n struct {
+		ID, Title, Handle, Vendor, ProductType, Status string
+		Tags                                           []string `json:"tags"`
+		CreatedAt, UpdatedAt                           string
+	}
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return nil, fmt.Errorf("decode product: %w", err)
+	}
+	return map[string]any{
+		"id": n.ID, "title": n.Title, "handle": n.Handle, "vendor": n.Vendor, "product_type": n.ProductType,
+		"status": n.Status, "tags": nonNilTags(n.Tags), "created_at": n.CreatedAt, "updated_at": n.UpdatedAt,
+	}, nil
+}
