@@ -72,6 +72,13 @@ func (b *bucket) settle(now time.Time, cost float64, st *throttleStatus) {
 	b.avail = math.Max(0, math.Min(b.avail, st.CurrentlyAvailable-b.inflight))
 }
 
+// maximum is the bucket's size as last reported by the shop.
+func (b *bucket) maximum() float64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.max
+}
+
 // retryAfter is how long until cost is affordable.
 func (b *bucket) retryAfter(cost float64) time.Duration {
 	b.mu.Lock()

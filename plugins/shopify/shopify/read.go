@@ -133,8 +133,10 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 	if first <= 0 {
 		first = DefaultBatchSize
 	}
-	// One query costs at most 1000 points, and a page at most 250 nodes.
-	first = min(first, 250, int(math.Floor((defaultMaximum-2)/spec.perNode)))
+	// A page holds at most 250 nodes, and a query may cost at most 1000
+	// points or the shop's whole bucket.
+	budget := math.Min(defaultMaximum, c.bucket(cfg.Shop).maximum())
+	first = max(1, min(first, 250, int(math.Floor((budget-2)/spec.perNode))))
 	doc := fmt.Sprintf(`query Read($first: Int!, $after: String, $query: String) { %s(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) { nodes { %s } pageInfo { hasNextPage endCursor } } }`, req.Object, spec.selection)
 	vars := map[string]any{"first": first}
 	if cp != nil {

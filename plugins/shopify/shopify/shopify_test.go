@@ -316,6 +316,23 @@ func TestSustainedWritesWaitForTheBucket(t *testing.T) {
 	}
 }
 
+func TestReadWithinSmallBucket(t *testing.T) {
+	// A bucket of 100 points cannot afford a page of 100 customers (102
+	// points) once the connector knows its size: pages shrink instead.
+	e := newEnv(t, envOpts{max: 100, rate: 10})
+	e.seedCustomers(120, func(i int) time.Time { return t0.Add(time.Duration(i) * time.Second) })
+	if resp, err := e.conn.Check(context.Background(), sdk.CheckRequest{Config: e.config}); err != nil || resp.Diagnostics.HasError() {
+		t.Fatalf("Check: %v %+v", err, resp)
+	}
+	ids, _ := readAll(t, e, "customers", 100, nil, 0)
+	if len(ids) != 120 {
+		t.Fatalf("read %d customers, want 120", len(ids))
+	}
+	if n := e.shop.Throttled(); n != 0 {
+		t.Fatalf("throttled %d times", n)
+	}
+}
+
 func TestSharedBudgetAcrossCalls(t *testing.T) {
 	e := newEnv(t, envOpts{max: 100, rate: 10})
 	done := make(chan *sdk.WriteResponse, 3)
