@@ -10,7 +10,8 @@
 //     deleted_since is given (as the spec's parameter says: "limit the
 //     response to Contacts deleted since"): the answer lists only deleted
 //     records, each {"id","displayed_as","deleted_at"}, deleted_at > since.
-//   - Lists are ordered by updated_at, then id. attributes=all returns whole
+//   - Lists are ordered by updated_at, then id (sales_invoices accept
+//     sort=updated_at[:asc], the only sort the fake implements). attributes=all returns whole
 //     records, attributes=a,b adds those fields to id and displayed_as.
 //   - search matches name, reference, item_code, description, displayed_as
 //     (case-insensitive substring).
@@ -408,6 +409,10 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, b *business, coll 
 		at  time.Time
 		id  string
 		rec map[string]any
+	}
+	if v := q.Get("sort"); v != "" && coll == "sales_invoices" && v != "updated_at" && v != "updated_at:asc" {
+		fail(w, http.StatusBadRequest, "InvalidParameter", "the fake sorts only by updated_at ascending", "sort")
+		return
 	}
 	var rows []row
 	if v := q.Get("deleted_since"); v != "" {

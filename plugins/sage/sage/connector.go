@@ -292,6 +292,9 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 	if !cur.Since.IsZero() {
 		q.Set("updated_or_created_since", stamp(cur.Since))
 	}
+	if o.sortable {
+		q.Set("sort", "updated_at:asc")
+	}
 	seen := map[string]bool{}
 	for _, id := range cur.IDs {
 		seen[id] = true

@@ -16,7 +16,10 @@ type objectDef struct {
 	naturalKey string
 	writable   bool
 	deletes    bool
-	fields     []sdk.Field
+	// sortable: the list takes sort=updated_at (only sales invoices in the
+	// spec); elsewhere the connector relies on Sage's default order.
+	sortable bool
+	fields   []sdk.Field
 	// writeFields are the fields a write sends (others are read-only).
 	writeFields map[string]bool
 }
@@ -82,7 +85,7 @@ func objects() []objectDef {
 			writeFields: set("item_code", "description", "notes", "sales_ledger_account_id", "purchase_ledger_account_id", "cost_price", "active"),
 		},
 		{
-			name: "sales_invoices", path: "sales_invoices", wrapper: "sales_invoice", writable: true, deletes: true,
+			name: "sales_invoices", path: "sales_invoices", wrapper: "sales_invoice", writable: true, deletes: true, sortable: true,
 			description: "Sales invoices with their lines (invoice_lines); amounts are computed by Sage",
 			fields: append(append([]sdk.Field{}, common...),
 				f("invoice_number", sdk.TypeString, true, ""),

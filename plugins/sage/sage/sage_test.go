@@ -562,3 +562,24 @@ func TestAbsoluteNextLinks(t *testing.T) {
 		t.Fatal("a $next link to another host was followed")
 	}
 }
+
+func TestWriteHandsBackRotatedTokens(t *testing.T) {
+	e := newEnv(t, false)
+	c := e.conn()
+	e.clock.Add(fake.AccessTokenTTL)
+	resp, err := c.Write(context.Background(), sdk.WriteRequest{Config: e.config(nil), Object: "contacts", Records: []sdk.WriteRecord{
+		{Ref: "a", Fields: json.RawMessage(`{"name":"A","reference":"W1","contact_type_ids":["CUSTOMER"]}`)}}})
+	if err != nil || resp.Results[0].Status != sdk.WriteOK {
+		t.Fatalf("write: %v %+v", err, resp)
+	}
+	var upd config
+	if resp.UpdatedConfig == nil || json.Unmarshal(resp.UpdatedConfig, &upd) != nil || upd.RefreshToken == e.cfg.RefreshToken || !e.fake.RefreshTokenValid(upd.RefreshToken) {
+		t.Fatalf("write after expiry: no usable rotated tokens in UpdatedConfig")
+	}
+	// With the saved config, a fresh process (no memory) keeps working.
+	e.clock.Add(fake.AccessTokenTTL)
+	check, err := e.conn().Check(context.Background(), sdk.CheckRequest{Config: resp.UpdatedConfig})
+	if err != nil || check.Diagnostics.HasError() || check.UpdatedConfig == nil {
+		t.Fatalf("check with the saved config: %v %+v", err, check)
+	}
+}
