@@ -152,3 +152,45 @@ func TestPagingAndBusiness(t *testing.T) {
 		t.Fatalf("items_per_page 201: %d", code)
 	}
 }
+
+func TestSinceFilters(t *testing.T) {
+	c := &clock{time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s, err := New(Options{Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _, _ := s.IssueTokens()
+	first := s.Put("biz-1", "contacts", map[string]any{"name": "a"})
+	c.t = c.t.Add(time.Second)
+	second := s.Put("biz-1", "contacts", map[string]any{"name": "b"})
+	s.Delete("biz-1", "contacts", first)
+	list := func(q string) []string {
+		t.Helper()
+		code, body := do(t, s, "GET", "/contacts?"+q, a, "")
+		if code != 200 {
+			t.Fatalf("%s: %d %s", q, code, body)
+		}
+		var env struct {
+			Items []map[string]any `json:"$items"`
+		}
+		if err := json.Unmarshal([]byte(body), &env); err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, it := range env.Items {
+			ids = append(ids, it["id"].(string))
+		}
+		return ids
+	}
+	at := url.QueryEscape(c.t.Format(time.RFC3339))
+	if got := list("updated_or_created_since=" + at); len(got) != 1 || got[0] != second {
+		t.Fatalf("updated_or_created_since is inclusive: got %v", got)
+	}
+	if got := list("deleted_since=" + at); len(got) != 0 {
+		t.Fatalf("deleted_since is exclusive: got %v", got)
+	}
+	before := url.QueryEscape(c.t.Add(-time.Second).Format(time.RFC3339))
+	if got := list("deleted_since=" + before); len(got) != 1 || got[0] != first {
+		t.Fatalf("deleted_since: got %v", got)
+	}
+}

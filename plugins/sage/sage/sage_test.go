@@ -583,3 +583,21 @@ func TestWriteHandsBackRotatedTokens(t *testing.T) {
 		t.Fatalf("check with the saved config: %v %+v", err, check)
 	}
 }
+
+func TestBudgetAcrossCalls(t *testing.T) {
+	e := newEnv(t, false)
+	c := e.conn()
+	c.opts.RequestsPerMinute, c.opts.Burst = 60, 2
+	other := e.config(func(cfg *config) { cfg.ClientID = "other-app" }) // same business, another connection
+	for _, cfg := range []json.RawMessage{e.config(nil), other, e.config(nil)} {
+		if _, err := c.Check(context.Background(), sdk.CheckRequest{Config: cfg}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	// Two requests in the burst, the third waits a second on the fake clock.
+	if len(e.sleeps) != 1 || e.sleeps[0] != time.Second {
+		t.Fatalf("budget waits %v, want [1s]", e.sleeps)
+	}
+}
