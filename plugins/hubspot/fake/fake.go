@@ -73,6 +73,14 @@ type Record struct {
 type store struct {
 	recs   map[string]*Record
 	nextID int64
+	// byEmail indexes records by lower-case email (upsert by email).
+	byEmail map[string]*Record
+}
+
+func (st *store) index(r *Record) {
+	if e := r.Properties["email"]; e != "" {
+		st.byEmail[strings.ToLower(e)] = r
+	}
 }
 
 type window struct {
@@ -160,7 +168,7 @@ func NewHandler(opts Options) *Server {
 		s.expired[t] = true
 	}
 	for o := range objectProps {
-		s.objects[o] = &store{recs: map[string]*Record{}, nextID: 1000}
+		s.objects[o] = &store{recs: map[string]*Record{}, nextID: 1000, byEmail: map[string]*Record{}}
 	}
 	if opts.SpecDir != "" {
 		v, err := loadValidator(opts.SpecDir)
@@ -315,13 +323,15 @@ func (s *Server) create(object string, st *store, props map[string]string, now t
 	r.Properties["createdate"] = fmtTime(now)
 	r.Properties[LastModifiedProperty(object)] = fmtTime(now)
 	st.recs[id] = r
+	st.index(r)
 	return r
 }
 
-func (s *Server) update(object string, r *Record, props map[string]string, now time.Time) {
+func (s *Server) update(object string, st *store, r *Record, props map[string]string, now time.Time) {
 	for k, v := range props {
 		r.Properties[k] = v
 	}
+	st.index(r)
 	r.UpdatedAt = now
 	r.Properties[LastModifiedProperty(object)] = fmtTime(now)
 }
@@ -910,7 +920,7 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request, object, op string
 				fail(in, e)
 				continue
 			}
-			s.update(object, rec, in.Properties, now)
+			s.update(object, st, rec, in.Properties, now)
 			ok200(rec, in, nil)
 		}
 	case "upsert":
@@ -930,17 +940,23 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request, object, op string
 				continue
 			}
 			var found *Record
-			for _, rec := range st.recs {
-				if !rec.Archived && strings.EqualFold(rec.Properties[in.IDProperty], in.ID) {
+			if in.IDProperty == "email" {
+				if rec := st.byEmail[strings.ToLower(in.ID)]; rec != nil && !rec.Archived && strings.EqualFold(rec.Properties["email"], in.ID) {
 					found = rec
-					break
+				}
+			} else {
+				for _, rec := range st.recs {
+					if !rec.Archived && strings.EqualFold(rec.Properties[in.IDProperty], in.ID) {
+						found = rec
+						break
+					}
 				}
 			}
 			isNew := found == nil
 			if isNew {
 				found = s.create(object, st, props, now)
 			} else {
-				s.update(object, found, props, now)
+				s.update(object, st, found, props, now)
 			}
 			ok200(found, in, &isNew)
 		}
