@@ -118,6 +118,7 @@ type gqlError struct {
 var (
 	errUnauthorized = errors.New("shopify refused the access token (401/403)")
 	errNotFound     = errors.New("shopify answered 404: unknown shop or API version")
+	errTooCostly    = errors.New("the query costs more than the shop's whole bucket")
 )
 
 // retryableError is a transient failure that outlasted the connector's retries.
@@ -197,6 +198,10 @@ func (c *Connector) call(ctx context.Context, cfg Config, query string, vars map
 			for _, e := range errs {
 				throttled = throttled || e.Extensions.Code == "THROTTLED"
 				msgs = append(msgs, e.Message)
+			}
+			if throttled && cost > b.maximum() {
+				// It will never be affordable: the caller must ask less.
+				return errTooCostly
 			}
 			if throttled {
 				// The bucket now holds the shop's figure: the next

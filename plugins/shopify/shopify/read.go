@@ -3,6 +3,7 @@ package shopify
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -133,12 +134,15 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 	if first <= 0 {
 		first = DefaultBatchSize
 	}
-	// A page holds at most 250 nodes, and a query may cost at most 1000
-	// points or the shop's whole bucket.
-	budget := math.Min(defaultMaximum, c.bucket(cfg.Shop).maximum())
-	first = max(1, min(first, 250, int(math.Floor((budget-2)/spec.perNode))))
+	want := first
+	// pageSize keeps a page within 250 nodes and a query within 1000 points
+	// or the shop's whole bucket, as last reported.
+	pageSize := func() int {
+		budget := math.Min(defaultMaximum, c.bucket(cfg.Shop).maximum())
+		return max(1, min(want, 250, int(math.Floor((budget-2)/spec.perNode))))
+	}
 	doc := fmt.Sprintf(`query Read($first: Int!, $after: String, $query: String) { %s(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) { nodes { %s } pageInfo { hasNextPage endCursor } } }`, req.Object, spec.selection)
-	vars := map[string]any{"first": first}
+	vars := map[string]any{}
 	if cp != nil {
 		vars["query"] = fmt.Sprintf("updated_at:>='%s'", cp.UpdatedAt.UTC().Format(time.RFC3339))
 	}
@@ -150,7 +154,13 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 				EndCursor   string `json:"endCursor"`
 			} `json:"pageInfo"`
 		}
-		if err := c.call(ctx, cfg, doc, vars, 2+float64(first)*spec.perNode, &out); err != nil {
+		first = pageSize()
+		vars["first"] = first
+		err := c.call(ctx, cfg, doc, vars, 2+float64(first)*spec.perNode, &out)
+		if errors.Is(err, errTooCostly) && pageSize() < first {
+			continue // the bucket is smaller than assumed: ask a smaller page
+		}
+		if err != nil {
 			if d := callDiagnostic(cfg, err); d.Attribute != "" {
 				return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: sdk.Diagnostics{d}})
 			}

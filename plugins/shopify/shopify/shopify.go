@@ -128,6 +128,8 @@ func callDiagnostic(cfg Config, err error) sdk.Diagnostic {
 		return sdk.Errorf("access_token", "Shopify refused the access token", "check the custom app's Admin API access token and that the app is installed")
 	case errors.Is(err, errNotFound):
 		return sdk.Errorf("shop", "shop or API version not found", "no shop "+cfg.Shop+" with Admin API version "+cfg.APIVersion)
+	case errors.Is(err, errTooCostly):
+		return sdk.Errorf("", "query too costly", "the query costs more than the shop's whole cost bucket")
 	case errors.As(err, &qe):
 		return sdk.Errorf("", "Shopify refused the query", qe.Error())
 	case errors.As(err, &re):

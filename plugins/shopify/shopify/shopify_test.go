@@ -331,6 +331,12 @@ func TestReadWithinSmallBucket(t *testing.T) {
 	if n := e.shop.Throttled(); n != 0 {
 		t.Fatalf("throttled %d times", n)
 	}
+	// A fresh connector learns the size from its first (throttled) answer
+	// and shrinks the next pages.
+	e.conn = New("0.1.0", "", Options{Now: e.clock.Now, Sleep: e.clock.Sleep, HTTPClient: e.srv.Client()})
+	if ids, _ := readAll(t, e, "customers", 100, nil, 0); len(ids) != 120 {
+		t.Fatalf("fresh connector read %d customers, want 120", len(ids))
+	}
 }
 
 func TestSharedBudgetAcrossCalls(t *testing.T) {
@@ -511,6 +517,77 @@ func TestWebhook(t *testing.T) {
 	// The failed deliveries did not take their ids: a valid d2 passes.
 	if ok := hook(sign("whsec", body), "d2", body); len(ok.Changes) != 1 {
 		t.Fatalf("valid d2 after an invalid d2: %+v", ok)
+	}
+}
+
+func TestWebhookTopics(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	for _, tc := range []struct {
+		topic, body, object, id string
+		deleted, record         bool
+	}{
+		{"orders/updated", `{"id":5,"admin_graphql_api_id":"gid://shopify/Order/5","name":"#1005","total_price":"9.90","currency":"EUR","financial_status":"paid","line_items":[{"title":"Mug","quantity":1,"price":"9.90"}],"updated_at":"2025-01-15T12:00:00Z"}`, "orders", "gid://shopify/Order/5", false, true},
+		{"products/delete", `{"id":9}`, "products", "gid://shopify/Product/9", true, false},
+		{"customers/delete", `{"id":3}`, "customers", "gid://shopify/Customer/3", true, false},
+		{"app/uninstalled", `{"id":1}`, "", "", false, false},
+	} {
+		t.Run(tc.topic, func(t *testing.T) {
+			resp, err := e.conn.HandleWebhook(context.Background(), sdk.WebhookRequest{Config: e.config, Body: []byte(tc.body), Headers: map[string][]string{
+				"x-shopify-hmac-sha256": {sign("whsec", []byte(tc.body))}, "x-shopify-topic": {tc.topic}, "x-shopify-webhook-id": {tc.topic},
+			}})
+			if err != nil || !resp.Verified {
+				t.Fatalf("%v %+v", err, resp)
+			}
+			if tc.object == "" {
+				if len(resp.Changes) != 0 {
+					t.Fatalf("ignored topic gave changes %+v", resp.Changes)
+				}
+				return
+			}
+			if len(resp.Changes) != 1 {
+				t.Fatalf("changes %+v", resp.Changes)
+			}
+			ch := resp.Changes[0]
+			if ch.Object != tc.object || ch.ID != tc.id || ch.Deleted != tc.deleted || (ch.Record != nil) != tc.record {
+				t.Fatalf("change %+v", ch)
+			}
+			if ch.Record != nil {
+				var f map[string]any
+				_ = json.Unmarshal(ch.Record.Fields, &f)
+				o, _ := specOf(t, e).Object(tc.object)
+				for k := range f {
+					if _, ok := o.Field(k); !ok {
+						t.Errorf("webhook record field %q is not declared", k)
+					}
+				}
+			}
+		})
+	}
+}
+
+func specOf(t *testing.T, e *env) *sdk.Spec {
+	t.Helper()
+	s, err := e.conn.Spec(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestReadFailsAfterRetries(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.seedCustomers(3, func(int) time.Time { return t0 })
+	for range maxAttempts {
+		e.shop.Inject(fake.Fault{Status: 502})
+	}
+	err := e.conn.Read(context.Background(), sdk.ReadRequest{Config: e.config, Object: "customers"}, sdk.ReadSinkFunc(func(context.Context, sdk.ReadBatch) error { return nil }))
+	if err == nil || !strings.Contains(err.Error(), "502") || strings.Contains(err.Error(), "shpat_") {
+		t.Fatalf("Read after %d 502s: %v, want an error naming the status and not the token", maxAttempts, err)
+	}
+	// One 502 is retried.
+	e.shop.Inject(fake.Fault{Status: 502})
+	if ids, _ := readAll(t, e, "customers", 0, nil, 0); len(ids) != 3 {
+		t.Fatalf("read %d after one 502, want 3", len(ids))
 	}
 }
 
