@@ -40,6 +40,9 @@ type Options struct {
 	Schemas map[string]*ast.Schema
 }
 
+// MaxQueryCost is Shopify's limit on the cost of one query.
+const MaxQueryCost = 1000
+
 // Fault is an injected failure for one request.
 type Fault struct {
 	// Status answers this HTTP status (e.g. 503) instead of the query.
@@ -316,6 +319,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cost += fieldCost(f, vars, op.Operation == ast.Mutation)
 	}
 	s.restore()
+	if cost > MaxQueryCost {
+		writeJSON(w, http.StatusOK, map[string]any{
+			"errors": []gqlError{{
+				Message:    fmt.Sprintf("Query cost is %.0f, which exceeds the single query max cost limit (%d).", cost, MaxQueryCost),
+				Extensions: map[string]any{"code": "MAX_COST_EXCEEDED", "cost": cost, "maxCost": MaxQueryCost},
+			}},
+			"extensions": s.costExt(cost, -1),
+		})
+		return
+	}
 	if cost > s.avail {
 		s.throttled++
 		writeJSON(w, http.StatusOK, s.throttledAnswer(cost))

@@ -134,3 +134,11 @@ func TestFaults(t *testing.T) {
 		t.Fatalf("after faults: %v", out)
 	}
 }
+
+func TestMaxCost(t *testing.T) {
+	s := New(Options{MaximumAvailable: 2000})
+	_, out := post(t, s, "2025-01", "test-token", `{ customers(first: 250) { nodes { id } a: nodes { id } } orders(first: 250) { nodes { id lineItems(first: 5) { nodes { id } } } } }`, nil)
+	if !strings.Contains(toJSON(out), "MAX_COST_EXCEEDED") {
+		t.Fatalf("a query over 1000 points: %v", out)
+	}
+}

@@ -339,6 +339,29 @@ func TestReadWithinSmallBucket(t *testing.T) {
 	}
 }
 
+// TestReadCostEstimates reads every object through a bucket barely larger
+// than a page: a cost estimate below what the shop charges would be throttled.
+func TestReadCostEstimates(t *testing.T) {
+	e := newEnv(t, envOpts{max: 200, rate: 5})
+	for i := range 20 {
+		at := t0.Add(time.Duration(i) * time.Second)
+		e.shop.AddOrder(fake.Order{Currency: "EUR", Total: "1.00", UpdatedAt: at, LineItems: []fake.LineItem{{Name: "a", Quantity: 1, Price: "1.00"}}})
+		e.shop.AddProduct(fake.Product{Title: "p", Handle: fmt.Sprint(i), Status: "ACTIVE", UpdatedAt: at})
+		e.shop.AddCustomer(fake.Customer{Email: fmt.Sprintf("c%d@example.com", i), UpdatedAt: at})
+	}
+	if resp, err := e.conn.Check(context.Background(), sdk.CheckRequest{Config: e.config}); err != nil || resp.Diagnostics.HasError() {
+		t.Fatalf("Check: %v %+v", err, resp)
+	}
+	for _, o := range []string{"orders", "products", "customers"} {
+		if ids, _ := readAll(t, e, o, 5, nil, 0); len(ids) != 20 {
+			t.Fatalf("%s: read %d, want 20", o, len(ids))
+		}
+	}
+	if n := e.shop.Throttled(); n != 0 {
+		t.Fatalf("throttled %d times: a read cost estimate is below the shop's", n)
+	}
+}
+
 func TestSharedBudgetAcrossCalls(t *testing.T) {
 	e := newEnv(t, envOpts{max: 100, rate: 10})
 	done := make(chan *sdk.WriteResponse, 3)
