@@ -219,6 +219,21 @@ func (s *Server) Put(biz, coll string, fields map[string]any) string {
 	return id
 }
 
+// Update changes a stored record directly, as if edited in Sage: fields
+// are set and updated_at becomes now.
+func (s *Server) Update(biz, coll, id string, fields map[string]any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec := s.biz[biz].objs[coll][id]
+	if rec == nil {
+		return
+	}
+	for k, v := range fields {
+		rec[k] = v
+	}
+	rec["updated_at"] = s.stamp()
+}
+
 // Delete removes a record directly, as if deleted in Sage.
 func (s *Server) Delete(biz, coll, id string) {
 	s.mu.Lock()

@@ -296,15 +296,42 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 		q.Set("sort", "updated_at:asc")
 	}
 	seen := map[string]bool{}
+	// done: ids read in this read, and those the checkpoint says were read
+	// at its boundary.
+	done := map[string]bool{}
 	for _, id := range cur.IDs {
-		seen[id] = true
+		seen[id], done[id] = true, true
+	}
+	// take applies the boundary rule to one record; ok is false when it was
+	// read already.
+	take := func(rec map[string]any) (r sdk.Record, ok bool, err error) {
+		id, _ := rec["id"].(string)
+		at, _ := time.Parse(time.RFC3339, fmt.Sprint(rec["updated_at"]))
+		if id == "" || (at.Equal(cur.Since) && seen[id]) {
+			return r, false, nil // read at the boundary second already
+		}
+		if at.After(cur.Since) {
+			cur.Since, cur.IDs, seen = at, nil, map[string]bool{}
+		}
+		if at.Equal(cur.Since) {
+			cur.IDs = append(cur.IDs, id)
+			seen[id] = true
+		}
+		done[id] = true
+		fields, err := json.Marshal(o.flatten(rec))
+		if err != nil {
+			return r, false, fmt.Errorf("encode a record: %w", err)
+		}
+		return sdk.Record{ID: id, UpdatedAt: at, Fields: fields}, true, nil
 	}
 	next := "/" + o.path + "?" + q.Encode()
+	pages := 0
 	for next != "" {
 		var env envelope
 		if err := k.getRetry(ctx, next, &env); err != nil {
 			return fail(err)
 		}
+		pages++
 		next = ""
 		if env.Next != nil {
 			next = *env.Next
@@ -315,32 +342,27 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 			if err := json.Unmarshal(raw, &rec); err != nil {
 				return fail(fmt.Errorf("decode a record: %w", err))
 			}
-			id, _ := rec["id"].(string)
-			at, _ := time.Parse(time.RFC3339, fmt.Sprint(rec["updated_at"]))
-			if id == "" {
-				continue
-			}
-			if at.Equal(cur.Since) && seen[id] {
-				continue // read at the boundary second already
-			}
-			if at.After(cur.Since) {
-				cur.Since, cur.IDs, seen = at, nil, map[string]bool{}
-			}
-			if at.Equal(cur.Since) {
-				cur.IDs = append(cur.IDs, id)
-				seen[id] = true
-			}
-			fields, err := json.Marshal(o.flatten(rec))
+			r, ok, err := take(rec)
 			if err != nil {
-				return fail(fmt.Errorf("encode a record: %w", err))
+				return fail(err)
 			}
-			recs = append(recs, sdk.Record{ID: id, UpdatedAt: at, Fields: fields})
+			if ok {
+				recs = append(recs, r)
+			}
 		}
 		if len(recs) == 0 && next != "" {
 			continue
 		}
 		if err := k.emit(ctx, sink, recs, cur); err != nil {
 			return err
+		}
+	}
+	if pages > 1 {
+		// Sage pages by offset: a record changed while we paged moves to the
+		// end and can shift an unread record onto a page already read. List
+		// the ids again (cheap: no attributes) and fetch any we missed.
+		if err := k.catchUp(ctx, o, q, per, done, take, sink, &cur); err != nil {
+			return fail(err)
 		}
 	}
 
@@ -407,6 +429,63 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 		cur.DelDone, dirty = true, true
 	}
 	return k.flush(ctx, sink, cur, dirty)
+}
+
+// catchUp lists the ids of the read's query and reads those not done.
+func (k *call) catchUp(ctx context.Context, o objectDef, q url.Values, per int, done map[string]bool,
+	take func(map[string]any) (sdk.Record, bool, error), sink sdk.ReadSink, cur *cursor) error {
+	vq := url.Values{}
+	for key, v := range q {
+		vq[key] = v
+	}
+	vq.Set("attributes", "updated_at")
+	vq.Set("items_per_page", strconv.Itoa(maxItemsPerPage))
+	var missing []string
+	for next := "/" + o.path + "?" + vq.Encode(); next != ""; {
+		var env envelope
+		if err := k.getRetry(ctx, next, &env); err != nil {
+			return err
+		}
+		next = ""
+		if env.Next != nil {
+			next = *env.Next
+		}
+		for _, raw := range env.Items {
+			var rec struct {
+				ID string `json:"id"`
+			}
+			if json.Unmarshal(raw, &rec) == nil && rec.ID != "" && !done[rec.ID] {
+				missing = append(missing, rec.ID)
+				done[rec.ID] = true
+			}
+		}
+	}
+	var recs []sdk.Record
+	for i, id := range missing {
+		var rec map[string]any
+		err := k.getRetry(ctx, "/"+o.path+"/"+url.PathEscape(id), &rec)
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+			continue // deleted meanwhile: the deletion scan reports it
+		}
+		if err != nil {
+			return err
+		}
+		r, ok, err := take(rec)
+		if err != nil {
+			return err
+		}
+		if ok {
+			recs = append(recs, r)
+		}
+		if len(recs) == per || (i == len(missing)-1 && len(recs) > 0) {
+			if err := k.emit(ctx, sink, recs, *cur); err != nil {
+				return err
+			}
+			recs = nil
+		}
+	}
+	return nil
 }
 
 func (k *call) emit(ctx context.Context, sink sdk.ReadSink, recs []sdk.Record, cur cursor) error {

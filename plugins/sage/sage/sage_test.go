@@ -314,9 +314,10 @@ func TestPaging(t *testing.T) {
 		if len(seen) != 401 {
 			t.Errorf("batch size %d: %d records, want 401", tc.bs, len(seen))
 		}
-		// +1: the deletions query.
-		if got := e.fake.Requests("GET /contacts") - before; got != tc.wantReqs+1 {
-			t.Errorf("batch size %d: %d requests, want %d", tc.bs, got, tc.wantReqs+1)
+		// +3: the id listing of a multi-page read (200 per page); +1: the
+		// deletions query.
+		if got := e.fake.Requests("GET /contacts") - before; got != tc.wantReqs+3+1 {
+			t.Errorf("batch size %d: %d requests, want %d", tc.bs, got, tc.wantReqs+3+1)
 		}
 	}
 }
@@ -599,5 +600,33 @@ func TestBudgetAcrossCalls(t *testing.T) {
 	// Two requests in the burst, the third waits a second on the fake clock.
 	if len(e.sleeps) != 1 || e.sleeps[0] != time.Second {
 		t.Fatalf("budget waits %v, want [1s]", e.sleeps)
+	}
+}
+
+func TestChangeDuringPagingLosesNothing(t *testing.T) {
+	e := newEnv(t, false)
+	c := e.conn()
+	cs := e.seedContacts(6, "s")
+	e.clock.Add(time.Second)
+	rr := read(t, c, e.config(nil), "contacts", nil, 2, func(i int) {
+		if i == 1 {
+			// cs[1] (read on page 1) moves to the end: cs[2] shifts onto
+			// page 1, which offset paging does not read again.
+			e.fake.Update(biz, "contacts", cs[1], map[string]any{"notes": "edited"})
+		}
+	})
+	got := map[string]int{}
+	for _, id := range ids(rr.recs) {
+		got[id]++
+	}
+	for _, id := range cs {
+		if got[id] == 0 {
+			t.Errorf("%s lost by a change during paging (read %v)", id, ids(rr.recs))
+		}
+	}
+	// The final checkpoint is past the change: nothing is read again.
+	rr2 := read(t, c, e.config(nil), "contacts", rr.cursor, 2, nil)
+	if len(rr2.recs) != 0 {
+		t.Fatalf("read again: %v", ids(rr2.recs))
 	}
 }
