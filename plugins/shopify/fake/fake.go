@@ -49,6 +49,9 @@ type Fault struct {
 	Status int
 	// Throttle answers a THROTTLED error whatever the bucket holds.
 	Throttle bool
+	// AfterApply runs the query (mutations take effect) and then answers
+	// Status: the lost answer of a request that succeeded.
+	AfterApply bool
 }
 
 // Server is the fake API. It is an http.Handler.
@@ -275,10 +278,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.queries = append(s.queries, req.Query)
+	var lost *Fault
 	if len(s.faults) > 0 {
 		f := s.faults[0]
 		s.faults = s.faults[1:]
-		if f.Status != 0 {
+		if f.AfterApply {
+			lost = &f
+		} else if f.Status != 0 {
 			writeJSON(w, f.Status, map[string]any{"errors": "Internal Server Error"})
 			return
 		}
@@ -354,6 +360,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{"data": data, "extensions": s.costExt(cost, actual)}
 	if len(errs) > 0 {
 		out["errors"] = errs
+	}
+	if lost != nil {
+		writeJSON(w, lost.Status, map[string]any{"errors": "Internal Server Error"})
+		return
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -408,6 +408,18 @@ func TestRetries(t *testing.T) {
 			}
 		})
 	}
+	t.Run("lost answer of a create", func(t *testing.T) {
+		e := newEnv(t, envOpts{})
+		// The lookup answers; the create is applied but its answer lost.
+		e.shop.Inject(fake.Fault{}, fake.Fault{Status: 502, AfterApply: true})
+		resp := writeCustomers(t, e, `{"email":"lost@example.com","first_name":"L"}`)
+		if r := resp.Results[0]; r.Status != sdk.WriteOK || r.ID == "" {
+			t.Fatalf("after a lost answer: %v %s", r.Status, r.Message)
+		}
+		if n := len(e.shop.Customers()); n != 1 {
+			t.Fatalf("%d customers, want 1", n)
+		}
+	})
 	t.Run("exhausted", func(t *testing.T) {
 		e := newEnv(t, envOpts{})
 		for range maxAttempts {

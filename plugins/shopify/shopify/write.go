@@ -82,6 +82,15 @@ func rejected(format string, args ...any) sdk.WriteResult {
 	return sdk.WriteResult{Status: sdk.WriteRejected, Message: fmt.Sprintf(format, args...)}
 }
 
+func emailTaken(errs []userError) bool {
+	for _, e := range errs {
+		if strings.Contains(strings.ToLower(e.Message), "taken") && len(e.Field) > 0 && e.Field[len(e.Field)-1] == "email" {
+			return true
+		}
+	}
+	return false
+}
+
 func userErrorsMessage(errs []userError) string {
 	parts := make([]string, len(errs))
 	for i, e := range errs {
@@ -152,6 +161,22 @@ func (c *Connector) writeCustomer(ctx context.Context, cfg Config, r sdk.WriteRe
 		return sdk.WriteResult{}, fmt.Errorf("%s: %w", mutation, err)
 	}
 	p := out[mutation]
+	if mutation == "customerCreate" && emailTaken(p.UserErrors) {
+		// The customer appeared since the lookup (or an earlier attempt
+		// whose answer was lost created it): update it instead.
+		found, err := c.customerByEmail(ctx, cfg, *in.Email)
+		if err != nil {
+			return sdk.WriteResult{}, err
+		}
+		if found != "" {
+			r.ID = found
+			res, err := c.writeCustomer(ctx, cfg, r)
+			if err == nil && res.Status == sdk.WriteOK {
+				res.Action = sdk.ActionCreated
+			}
+			return res, err
+		}
+	}
 	if len(p.UserErrors) > 0 {
 		return rejected("%s", userErrorsMessage(p.UserErrors)), nil
 	}
