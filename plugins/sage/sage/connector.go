@@ -362,6 +362,10 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 		// end and can shift an unread record onto a page already read. List
 		// the ids again (cheap: no attributes) and fetch any we missed.
 		if err := k.catchUp(ctx, o, q, per, done, take, sink, &cur); err != nil {
+			var se sinkError
+			if errors.As(err, &se) {
+				return se.err // the sink said stop: do not emit again
+			}
 			return fail(err)
 		}
 	}
@@ -431,6 +435,12 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 	return k.flush(ctx, sink, cur, dirty)
 }
 
+// sinkError is an error of the sink (or of encoding a checkpoint for it).
+type sinkError struct{ err error }
+
+func (e sinkError) Error() string { return e.err.Error() }
+func (e sinkError) Unwrap() error { return e.err }
+
 // catchUp lists the ids of the read's query and reads those not done.
 func (k *call) catchUp(ctx context.Context, o objectDef, q url.Values, per int, done map[string]bool,
 	take func(map[string]any) (sdk.Record, bool, error), sink sdk.ReadSink, cur *cursor) error {
@@ -480,7 +490,7 @@ func (k *call) catchUp(ctx context.Context, o objectDef, q url.Values, per int, 
 		}
 		if len(recs) == per || (i == len(missing)-1 && len(recs) > 0) {
 			if err := k.emit(ctx, sink, recs, *cur); err != nil {
-				return err
+				return sinkError{err}
 			}
 			recs = nil
 		}
