@@ -24,6 +24,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"github.com/vektah/gqlparser/v2/parser"
+	"github.com/vektah/gqlparser/v2/validator"
 )
 
 // Options configure a Server. Zero values take the defaults.
@@ -320,6 +321,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	vars := req.Variables
+	if schema != nil {
+		// Variable values are checked against their types, as Shopify
+		// does (an unknown input field or a wrong enum is refused).
+		coerced, err := validator.VariableValues(schema, op, vars)
+		if err != nil {
+			writeJSON(w, http.StatusOK, map[string]any{"errors": []gqlError{{Message: err.Error(), Extensions: map[string]any{"code": "INVALID_VARIABLE"}}}})
+			return
+		}
+		vars = coerced
+	}
 	cost := 0.0
 	for _, f := range fields(op.SelectionSet) {
 		cost += fieldCost(f, vars, op.Operation == ast.Mutation)

@@ -58,6 +58,10 @@ func TestValidation(t *testing.T) {
 	if out["errors"] == nil {
 		t.Fatalf("invalid enum accepted: %v", out)
 	}
+	_, out = post(t, s, "2025-01", "test-token", `mutation($i: CustomerInput!) { customerCreate(input: $i) { customer { id } } }`, map[string]any{"i": map[string]any{"first_name": "x"}})
+	if !strings.Contains(toJSON(out["errors"]), "first_name") {
+		t.Fatalf("unknown input field accepted: %v", out)
+	}
 	if code, _ := post(t, s, "1999-01", "test-token", `{ shop { name } }`, nil); code != http.StatusNotFound {
 		t.Fatalf("unknown version: status %d, want 404", code)
 	}
