@@ -54,6 +54,10 @@ type Options struct {
 	// Now is the clock for lastmodifieddate and the rate-limit windows
 	// (default time.Now).
 	Now func() time.Time
+	// AtomicBatches makes create, update and upsert answer 400 for the whole
+	// batch when one input has invalid properties (as the real API does for
+	// some validation errors) instead of 207 with per-record errors.
+	AtomicBatches bool
 	// SpecDir, when set, is the directory holding the HubSpot spec files
 	// (crm-contacts-v3.json...): request bodies of batch and search calls are
 	// validated against them.
@@ -882,6 +886,22 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request, object, op string
 		o.New = isNew
 		o.ObjectWriteTraceID = in.ObjectWriteTraceID
 		results = append(results, o)
+	}
+	if s.opts.AtomicBatches && op != "archive" && op != "read" {
+		for _, in := range req.Inputs {
+			check := in
+			if op == "upsert" && in.IDProperty != "" {
+				check.Properties = map[string]string{in.IDProperty: in.ID}
+				for k, v := range in.Properties {
+					check.Properties[k] = v
+				}
+			}
+			if e := checkProps(object, check); e != nil {
+				e.CorrelationID = correlationID()
+				writeJSON(w, http.StatusBadRequest, e)
+				return
+			}
+		}
 	}
 	switch op {
 	case "archive":

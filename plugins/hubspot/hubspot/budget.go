@@ -18,6 +18,9 @@ const (
 	// rateMargin widens the window a little so that requests sent at the
 	// edge of our window do not land inside HubSpot's.
 	rateMargin = 100 * time.Millisecond
+	// HubSpot's search endpoints allow 5 requests per second per account.
+	searchRateMax      = 5
+	searchRateInterval = time.Second
 )
 
 // budget is the request budget of one token: at most max requests in any
@@ -43,6 +46,11 @@ func tokenKey(token string) string {
 }
 
 func (bs *budgets) get(key string) *budget {
+	return bs.getWith(key, defaultRateMax, defaultRateInterval)
+}
+
+// getWith returns the budget of key, created with max per interval.
+func (bs *budgets) getWith(key string, max int, interval time.Duration) *budget {
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
 	if bs.m == nil {
@@ -50,7 +58,7 @@ func (bs *budgets) get(key string) *budget {
 	}
 	b := bs.m[key]
 	if b == nil {
-		b = &budget{max: defaultRateMax, interval: defaultRateInterval}
+		b = &budget{max: max, interval: interval}
 		bs.m[key] = b
 	}
 	return b

@@ -25,9 +25,11 @@ const (
 
 // APIError is a HubSpot error answer.
 type APIError struct {
-	Status     int
-	Category   string
-	Message    string
+	Status   int
+	Category string
+	Message  string
+	// Policy is the rate-limit policy of a 429 (DAILY, TEN_SECONDLY_ROLLING...).
+	Policy     string
 	RetryAfter time.Duration
 	// Body is HubSpot's raw answer (error bodies carry no secrets).
 	Body []byte
@@ -52,11 +54,12 @@ func (e *APIError) Retryable() bool {
 func parseAPIError(status int, h http.Header, body []byte) *APIError {
 	e := &APIError{Status: status, Body: body}
 	var b struct {
-		Message  string `json:"message"`
-		Category string `json:"category"`
+		Message    string `json:"message"`
+		Category   string `json:"category"`
+		PolicyName string `json:"policyName"`
 	}
 	if json.Unmarshal(body, &b) == nil {
-		e.Message, e.Category = b.Message, b.Category
+		e.Message, e.Category, e.Policy = b.Message, b.Category, b.PolicyName
 	}
 	if ra := h.Get("Retry-After"); ra != "" {
 		if s, err := strconv.Atoi(ra); err == nil && s >= 0 {
@@ -177,7 +180,14 @@ func (s *session) do(ctx context.Context, method, path string, query url.Values,
 	refreshed := false
 	n429, n5xx := 0, 0
 	for {
-		b := s.c.budgets.get(s.budgetKey())
+		key := s.budgetKey()
+		if strings.HasSuffix(path, "/search") {
+			sb := s.c.budgets.getWith("search\x00"+key, searchRateMax, searchRateInterval)
+			if err := sb.wait(ctx, s.c.now, s.c.sleep); err != nil {
+				return 0, fmt.Errorf("hubspot: %s %s: waiting for the search rate limit: %w", method, path, err)
+			}
+		}
+		b := s.c.budgets.get(key)
 		if err := b.wait(ctx, s.c.now, s.c.sleep); err != nil {
 			return 0, fmt.Errorf("hubspot: %s %s: waiting for the rate limit: %w", method, path, err)
 		}
@@ -225,7 +235,8 @@ func (s *session) do(ctx context.Context, method, path string, query url.Values,
 			continue
 		case resp.StatusCode == http.StatusTooManyRequests:
 			n429++
-			if n429 >= max429Attempts {
+			if n429 >= max429Attempts || apiErr.Policy == "DAILY" {
+				// The daily cap resets at midnight: waiting here would not help.
 				return resp.StatusCode, fmt.Errorf("hubspot: %s %s: %w", method, path, apiErr)
 			}
 			wait = apiErr.RetryAfter

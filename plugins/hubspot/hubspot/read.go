@@ -132,8 +132,18 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 	}
 	limit = min(limit, MaxSearchLimit)
 	s := c.newSession(cfg)
+	lastCP, lastCfg := req.Cursor, json.RawMessage(nil)
 	emit := func(recs []sdk.Record, cp cursor) error {
-		return sink.Emit(ctx, sdk.ReadBatch{Records: recs, Checkpoint: cp.encode(), UpdatedConfig: s.updatedConfig()})
+		lastCP, lastCfg = cp.encode(), s.updatedConfig()
+		return sink.Emit(ctx, sdk.ReadBatch{Records: recs, Checkpoint: lastCP, UpdatedConfig: lastCfg})
+	}
+	// flush ends the read with an empty batch when the checkpoint (a first
+	// read's archive watermark) or refreshed tokens were not handed over yet.
+	flush := func(cp cursor) error {
+		if string(cp.encode()) == string(lastCP) && string(s.updatedConfig()) == string(lastCfg) {
+			return nil
+		}
+		return emit(nil, cp)
 	}
 	path := "/crm/v3/objects/" + o.name
 
@@ -162,11 +172,18 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 			break
 		}
 	}
-	return c.readArchived(ctx, sink, s, cfg, o, cur, limit, emit)
+	cur, err := c.readArchived(ctx, s, o, cur, limit, emit)
+	if err != nil {
+		if _, ok := asAPIError(err); ok {
+			return c.readError(ctx, sink, s, cfg, err)
+		}
+		return err
+	}
+	return flush(cur)
 }
 
 // readArchived emits the records archived since the cursor as deletes.
-func (c *Connector) readArchived(ctx context.Context, sink sdk.ReadSink, s *session, cfg Config, o objectDef, cur cursor, limit int, emit func([]sdk.Record, cursor) error) error {
+func (c *Connector) readArchived(ctx context.Context, s *session, o objectDef, cur cursor, limit int, emit func([]sdk.Record, cursor) error) (cursor, error) {
 	seen := map[string]bool{}
 	for _, id := range cur.ArchIDs {
 		seen[id] = true
@@ -176,7 +193,7 @@ func (c *Connector) readArchived(ctx context.Context, sink sdk.ReadSink, s *sess
 	for {
 		var page pageAnswer
 		if _, err := s.do(ctx, http.MethodGet, "/crm/v3/objects/"+o.name, q, nil, &page); err != nil {
-			return c.readError(ctx, sink, s, cfg, err)
+			return cur, err
 		}
 		for _, r := range page.Results {
 			ts := r.ArchivedAt.UnixMilli()
@@ -209,10 +226,10 @@ func (c *Connector) readArchived(ctx context.Context, sink sdk.ReadSink, s *sess
 		}
 		gone = gone[n:]
 		if err := emit(recs, cur); err != nil {
-			return err
+			return cur, err
 		}
 	}
-	return nil
+	return cur, nil
 }
 
 // readError reports credential problems as a diagnostic batch, and returns

@@ -198,6 +198,11 @@ func TestOAuthRefresh(t *testing.T) {
 	if n := e.srv.Stats().Requests - before; n != 2 {
 		t.Fatalf("%d requests, want 2 (refresh, upsert)", n)
 	}
+	// A read that finds nothing still hands the refreshed tokens back.
+	batches := readAll(t, e.conn, sdk.ReadRequest{Config: oauth(e.clock.Now().Add(-time.Minute)), Object: "companies"})
+	if len(batches) != 1 || len(batches[0].Records) != 0 || len(batches[0].UpdatedConfig) == 0 || len(batches[0].Checkpoint) == 0 {
+		t.Fatalf("read batches %+v", batches)
+	}
 	// A refused refresh is a diagnostic on refresh_token, without secrets.
 	bad, _ := json.Marshal(map[string]string{"client_id": "cid", "client_secret": "csecret", "refresh_token": "wrong-secret-value", "base_url": e.srv.URL()})
 	resp, err = e.conn.Check(context.Background(), sdk.CheckRequest{Config: bad})
@@ -214,5 +219,32 @@ func TestCheckBadToken(t *testing.T) {
 	}
 	if !resp.Diagnostics.HasError() || resp.Diagnostics[0].Attribute != "access_token" || strings.Contains(resp.Diagnostics.Error(), "pat-na1-secret") {
 		t.Fatalf("diagnostics %+v", resp.Diagnostics)
+	}
+}
+
+// When HubSpot refuses a whole batch for one bad record, the batch is split
+// until the bad records stand alone: only they are rejected.
+func TestWriteSplitsRefusedBatch(t *testing.T) {
+	e := newEnv(t, fake.Options{AtomicBatches: true})
+	var recs []sdk.WriteRecord
+	for i := range 40 {
+		email := fmt.Sprintf("s%d@example.com", i)
+		if i == 7 || i == 31 {
+			email = "broken"
+		}
+		recs = append(recs, rec(fmt.Sprint(i), "", fmt.Sprintf(`{"email":%q}`, email)))
+	}
+	resp := write(t, e, e.config("test-token"), "contacts", recs...)
+	for i, r := range resp.Results {
+		bad := i == 7 || i == 31
+		if bad && (r.Status != sdk.WriteRejected || !strings.Contains(r.Message, "broken")) || !bad && r.Status != sdk.WriteOK {
+			t.Errorf("record %d: %v %s", i, r.Status, r.Message)
+		}
+	}
+	if e.srv.Count("contacts") != 38 {
+		t.Fatalf("%d contacts", e.srv.Count("contacts"))
+	}
+	if n := e.srv.Stats().PerPath["POST /crm/v3/objects/contacts/batch/upsert"]; n > 25 {
+		t.Fatalf("%d calls for 40 records with 2 bad ones", n)
 	}
 }

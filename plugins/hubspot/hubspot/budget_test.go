@@ -1,0 +1,72 @@
+package hubspot
+
+import (
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Concurrent callers never get more than max requests in any window.
+func TestBudgetConcurrent(t *testing.T) {
+	clk := newClock()
+	b := &budget{max: 10, interval: 10 * time.Second}
+	var mu sync.Mutex
+	var sent []time.Time
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				for {
+					mu.Lock() // one goroutine moves the clock at a time
+					d := b.reserve(clk.Now())
+					if d == 0 {
+						sent = append(sent, clk.Now())
+						mu.Unlock()
+						break
+					}
+					clk.Add(d)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(sent) != 40 {
+		t.Fatalf("%d sent", len(sent))
+	}
+	for i := range sent {
+		n := 0
+		for _, s := range sent {
+			if !s.Before(sent[i]) && s.Before(sent[i].Add(10*time.Second)) {
+				n++
+			}
+		}
+		if n > 10 {
+			t.Fatalf("%d requests in the 10 s from %v", n, sent[i])
+		}
+	}
+}
+
+// HubSpot's headers set the size of the budget and count requests made by
+// others with the same token.
+func TestBudgetObserve(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b := &budget{max: defaultRateMax, interval: defaultRateInterval}
+	if d := b.reserve(now); d != 0 {
+		t.Fatal("first request waits")
+	}
+	h := http.Header{}
+	h.Set("X-HubSpot-RateLimit-Max", "4")
+	h.Set("X-HubSpot-RateLimit-Interval-Milliseconds", "2000")
+	h.Set("X-HubSpot-RateLimit-Remaining", "1") // someone else spent 2
+	b.observe(h, now)
+	if d := b.reserve(now); d != 0 {
+		t.Fatal("the one remaining request waits")
+	}
+	if d := b.reserve(now); d != 2*time.Second+rateMargin {
+		t.Fatalf("wait %v, want the 2 s window", d)
+	}
+}
