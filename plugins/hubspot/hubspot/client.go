@@ -177,6 +177,10 @@ func (s *session) do(ctx context.Context, method, path string, query url.Values,
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
+	// A create that failed with a server or network error may have been
+	// applied: retrying it here could duplicate records, so it is left to
+	// the caller (the records are reported retryable).
+	retry5xx := !strings.HasSuffix(path, "/batch/create")
 	refreshed := false
 	n429, n5xx := 0, 0
 	for {
@@ -206,7 +210,7 @@ func (s *session) do(ctx context.Context, method, path string, query url.Values,
 				return 0, fmt.Errorf("hubspot: %s %s: %w", method, path, ctx.Err())
 			}
 			n5xx++
-			if n5xx >= max5xxAttempts {
+			if n5xx >= max5xxAttempts || !retry5xx {
 				return 0, fmt.Errorf("hubspot: %s %s: %w", method, path, err)
 			}
 			if err := s.c.sleep(ctx, backoff(n5xx)); err != nil {
@@ -245,7 +249,7 @@ func (s *session) do(ctx context.Context, method, path string, query url.Values,
 			}
 		case resp.StatusCode >= 500:
 			n5xx++
-			if n5xx >= max5xxAttempts {
+			if n5xx >= max5xxAttempts || !retry5xx {
 				return resp.StatusCode, fmt.Errorf("hubspot: %s %s: %w", method, path, apiErr)
 			}
 			wait = max(apiErr.RetryAfter, backoff(n5xx))

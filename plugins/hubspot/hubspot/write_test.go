@@ -132,6 +132,15 @@ func TestRetry429And5xx(t *testing.T) {
 	if resp.Results[0].Status != sdk.WriteOK {
 		t.Fatalf("after recovery: %+v", resp.Results[0])
 	}
+
+	// A create is not repeated after a 5xx (it may have been applied): the
+	// record is retryable, after one request.
+	before := e.srv.Stats().Requests
+	e.srv.InjectFaults(502)
+	resp = write(t, e, cfg, "deals", rec("d", "", `{"dealname":"D"}`))
+	if r := resp.Results[0]; r.Status != sdk.WriteRetryable || e.srv.Stats().Requests-before != 1 {
+		t.Fatalf("create after 502: %+v, %d requests", r, e.srv.Stats().Requests-before)
+	}
 }
 
 func TestRateBudgetAvoids429(t *testing.T) {
