@@ -25,6 +25,10 @@ type bucket struct {
 	rate     float64
 	at       time.Time
 	inflight float64
+	// Until an answer tells the bucket's size (known), one call at a time:
+	// the others wait for learned.
+	known   bool
+	learned chan struct{}
 }
 
 // Until the first answer the bucket assumes Shopify's smallest plan.
@@ -33,10 +37,14 @@ const (
 	defaultRestore = 50
 )
 
-// wait returns how long until cost is affordable (0: reserved now).
-func (b *bucket) reserve(now time.Time, cost float64) time.Duration {
+// reserve returns how long until cost is affordable (0: reserved now), or a
+// channel to wait on while the first call learns the bucket's size.
+func (b *bucket) reserve(now time.Time, cost float64) (time.Duration, <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if !b.known && b.inflight > 0 {
+		return 0, b.learned
+	}
 	if d := now.Sub(b.at).Seconds(); d > 0 {
 		b.avail = math.Min(b.max, b.avail+d*b.rate)
 	}
@@ -45,9 +53,9 @@ func (b *bucket) reserve(now time.Time, cost float64) time.Duration {
 	if b.avail >= cost {
 		b.avail -= cost
 		b.inflight += cost
-		return 0
+		return 0, nil
 	}
-	return time.Duration(math.Ceil((cost - b.avail) / b.rate * float64(time.Second)))
+	return time.Duration(math.Ceil((cost - b.avail) / b.rate * float64(time.Second))), nil
 }
 
 // settle ends a reservation, with the shop's throttle status when known.
@@ -56,7 +64,16 @@ func (b *bucket) settle(now time.Time, cost float64, st *throttleStatus) {
 	defer b.mu.Unlock()
 	b.inflight = math.Max(0, b.inflight-math.Min(cost, b.max))
 	if st == nil || st.MaximumAvailable <= 0 || st.RestoreRate <= 0 {
+		if !b.known {
+			// Still unknown: wake the waiters, one of them asks next.
+			close(b.learned)
+			b.learned = make(chan struct{})
+		}
 		return
+	}
+	if !b.known {
+		b.known = true
+		close(b.learned)
 	}
 	if d := now.Sub(b.at).Seconds(); d > 0 {
 		b.avail = math.Min(b.max, b.avail+d*b.rate)
@@ -72,10 +89,18 @@ func (b *bucket) settle(now time.Time, cost float64, st *throttleStatus) {
 	b.avail = math.Max(0, math.Min(b.avail, st.CurrentlyAvailable-b.inflight))
 }
 
-// maximum is the bucket's size as last reported by the shop.
+// probeCost caps the cost of calls until the shop has told the bucket's
+// size: the first call is cheap so that it is never throttled.
+const probeCost = 50
+
+// maximum is what one call may cost: the bucket's size as last reported by
+// the shop, or probeCost before any answer.
 func (b *bucket) maximum() float64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if !b.known {
+		return probeCost
+	}
 	return b.max
 }
 
@@ -155,7 +180,15 @@ func (c *Connector) call(ctx context.Context, cfg Config, query string, vars map
 			}
 		}
 		for {
-			d := b.reserve(c.opts.Now(), cost)
+			d, learned := b.reserve(c.opts.Now(), cost)
+			if learned != nil {
+				select {
+				case <-learned:
+					continue
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
 			if d == 0 {
 				break
 			}

@@ -78,7 +78,7 @@ func (c *Connector) bucket(shop string) *bucket {
 	defer c.mu.Unlock()
 	b := c.buckets[shop]
 	if b == nil {
-		b = &bucket{max: defaultMaximum, avail: defaultMaximum, rate: defaultRestore, at: c.opts.Now()}
+		b = &bucket{max: defaultMaximum, avail: defaultMaximum, rate: defaultRestore, at: c.opts.Now(), learned: make(chan struct{})}
 		c.buckets[shop] = b
 	}
 	return b

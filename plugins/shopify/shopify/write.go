@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 
 	"github.com/synchron-io/synchron/sdk"
@@ -23,7 +25,8 @@ type userError struct {
 }
 
 // Write applies customers (create or update, upserting by email when no id
-// is given) and orders (note and tags), one mutation per record.
+// is given; batched, several aliased mutations per request within the
+// shop's budget) and orders (note and tags, one mutation per record).
 func (c *Connector) Write(ctx context.Context, req sdk.WriteRequest) (*sdk.WriteResponse, error) {
 	cfg, diags := parseConfig(req.Config)
 	resp := &sdk.WriteResponse{Results: make([]sdk.WriteResult, len(req.Records))}
@@ -34,6 +37,33 @@ func (c *Connector) Write(ctx context.Context, req sdk.WriteRequest) (*sdk.Write
 		}
 		return resp, nil
 	}
+	if req.Object == "customers" {
+		for start := 0; start < len(req.Records); {
+			n := c.customerChunk(cfg)
+			end := min(start+n, len(req.Records))
+			results, errs := c.writeCustomers(ctx, cfg, req.Records[start:end])
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if n > 1 && slices.ContainsFunc(errs, func(err error) bool { return errors.Is(err, errTooCostly) }) && c.customerChunk(cfg) < n {
+				// The shop's bucket is smaller than assumed and the chunk
+				// was refused before anything was written: smaller chunks.
+				continue
+			}
+			for j, res := range results {
+				if err := errs[j]; err != nil {
+					res = failed(cfg, err)
+					if (errors.Is(err, errUnauthorized) || errors.Is(err, errNotFound)) && !resp.Diagnostics.HasError() {
+						resp.Diagnostics = append(resp.Diagnostics, callDiagnostic(cfg, err))
+					}
+				}
+				res.Ref = req.Records[start+j].Ref
+				resp.Results[start+j] = res
+			}
+			start = end
+		}
+		return resp, nil
+	}
 	for i, r := range req.Records {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -41,8 +71,6 @@ func (c *Connector) Write(ctx context.Context, req sdk.WriteRequest) (*sdk.Write
 		var res sdk.WriteResult
 		var err error
 		switch req.Object {
-		case "customers":
-			res, err = c.writeCustomer(ctx, cfg, r)
 		case "orders":
 			res, err = c.writeOrder(ctx, cfg, r)
 		default:
@@ -115,6 +143,161 @@ type customerFieldsIn struct {
 	UpdatedAt any `json:"updated_at"`
 }
 
+// customerChunk is how many customers one request writes: 25, or fewer so
+// that a request costs at most half the shop's bucket.
+func (c *Connector) customerChunk(cfg Config) int {
+	budget := math.Min(defaultMaximum, c.bucket(cfg.Shop).maximum()) / 2
+	return max(1, min(25, int(budget/(mutationCost+lookupCost))))
+}
+
+// customerInput converts a record's fields to a CustomerInput (without id).
+func customerInput(r sdk.WriteRecord) (map[string]any, *customerFieldsIn, string) {
+	if r.Delete {
+		return nil, nil, "deleting customers is not supported"
+	}
+	var in customerFieldsIn
+	dec := json.NewDecoder(strings.NewReader(string(r.Fields)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return nil, nil, fmt.Sprintf("invalid customer fields: %v", err)
+	}
+	input := map[string]any{}
+	set := func(k string, v *string) {
+		if v != nil {
+			input[k] = *v
+		}
+	}
+	set("email", in.Email)
+	set("firstName", in.FirstName)
+	set("lastName", in.LastName)
+	set("phone", in.Phone)
+	set("note", in.Note)
+	if in.Tags != nil {
+		input["tags"] = *in.Tags
+	}
+	return input, &in, ""
+}
+
+// writeCustomers writes a chunk in two requests: one looking up by email
+// the customers given without id, one with a mutation per record (aliases).
+// A result with a non-nil error is to be replaced by failed(err).
+func (c *Connector) writeCustomers(ctx context.Context, cfg Config, recs []sdk.WriteRecord) ([]sdk.WriteResult, []error) {
+	results := make([]sdk.WriteResult, len(recs))
+	errs := make([]error, len(recs))
+	inputs := make([]map[string]any, len(recs))
+	ids := make([]string, len(recs))
+	var lookups []int
+	for i, r := range recs {
+		input, in, msg := customerInput(r)
+		if msg != "" {
+			results[i] = rejected("%s", msg)
+			continue
+		}
+		inputs[i], ids[i] = input, r.ID
+		if r.ID == "" && in.Email != nil && *in.Email != "" {
+			lookups = append(lookups, i)
+		}
+	}
+	if len(lookups) > 0 {
+		var decl, sel []string
+		vars := map[string]any{}
+		for _, i := range lookups {
+			decl = append(decl, fmt.Sprintf("$q%d: String!", i))
+			sel = append(sel, fmt.Sprintf("l%d: customers(first: 1, query: $q%d) { nodes { id email } }", i, i))
+			vars[fmt.Sprintf("q%d", i)] = emailQuery(inputs[i]["email"].(string))
+		}
+		doc := "query Lookup(" + strings.Join(decl, ", ") + ") { " + strings.Join(sel, " ") + " }"
+		var out map[string]struct {
+			Nodes []struct {
+				ID    string `json:"id"`
+				Email string `json:"email"`
+			} `json:"nodes"`
+		}
+		if err := c.call(ctx, cfg, doc, vars, lookupCost*float64(len(lookups)), &out); err != nil {
+			for _, i := range lookups {
+				errs[i] = fmt.Errorf("look up customers by email: %w", err)
+				inputs[i] = nil
+			}
+		} else {
+			for _, i := range lookups {
+				for _, n := range out[fmt.Sprintf("l%d", i)].Nodes {
+					if strings.EqualFold(n.Email, inputs[i]["email"].(string)) {
+						ids[i] = n.ID
+					}
+				}
+			}
+		}
+	}
+	var decl, sel []string
+	vars := map[string]any{}
+	for i, input := range inputs {
+		if input == nil {
+			continue
+		}
+		mutation := "customerCreate"
+		if ids[i] != "" {
+			mutation = "customerUpdate"
+			input["id"] = ids[i]
+		}
+		decl = append(decl, fmt.Sprintf("$i%d: CustomerInput!", i))
+		sel = append(sel, fmt.Sprintf("m%d: %s(input: $i%d) { customer { %s } userErrors { field message } }", i, mutation, i, customerFields))
+		vars[fmt.Sprintf("i%d", i)] = input
+	}
+	if len(sel) == 0 {
+		return results, errs
+	}
+	doc := "mutation Write(" + strings.Join(decl, ", ") + ") { " + strings.Join(sel, " ") + " }"
+	var out map[string]*struct {
+		Customer   json.RawMessage `json:"customer"`
+		UserErrors []userError     `json:"userErrors"`
+	}
+	if err := c.call(ctx, cfg, doc, vars, mutationCost*float64(len(sel)), &out); err != nil {
+		for i, input := range inputs {
+			if input != nil {
+				errs[i] = fmt.Errorf("write customers: %w", err)
+			}
+		}
+		return results, errs
+	}
+	for i, input := range inputs {
+		if input == nil {
+			continue
+		}
+		p := out[fmt.Sprintf("m%d", i)]
+		switch {
+		case p == nil:
+			errs[i] = fmt.Errorf("write customers: no answer for record %d", i)
+		case ids[i] == "" && emailTaken(p.UserErrors):
+			// Created since the lookup (or by an earlier attempt whose
+			// answer was lost): the single-record path updates it.
+			results[i], errs[i] = c.writeCustomer(ctx, cfg, recs[i])
+			if errs[i] == nil && results[i].Status == sdk.WriteOK {
+				results[i].Action = sdk.ActionCreated
+			}
+		case len(p.UserErrors) > 0:
+			results[i] = rejected("%s", userErrorsMessage(p.UserErrors))
+		default:
+			fields, err := convertCustomer(p.Customer)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			raw, _ := json.Marshal(fields)
+			action := sdk.ActionUpdated
+			if ids[i] == "" {
+				action = sdk.ActionCreated
+			}
+			results[i] = sdk.WriteResult{Status: sdk.WriteOK, Action: action, ID: fmt.Sprint(fields["id"]), Fields: raw}
+		}
+	}
+	return results, errs
+}
+
+func emailQuery(email string) string {
+	return "email:'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(email) + "'"
+}
+
+// writeCustomer writes one customer (one lookup, one mutation).
 func (c *Connector) writeCustomer(ctx context.Context, cfg Config, r sdk.WriteRecord) (sdk.WriteResult, error) {
 	if r.Delete {
 		return rejected("deleting customers is not supported"), nil
@@ -190,7 +373,7 @@ func (c *Connector) writeCustomer(ctx context.Context, cfg Config, r sdk.WriteRe
 
 // customerByEmail returns the id of the customer with that email, or "".
 func (c *Connector) customerByEmail(ctx context.Context, cfg Config, email string) (string, error) {
-	q := "email:'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(email) + "'"
+	q := emailQuery(email)
 	var out struct {
 		Customers struct {
 			Nodes []struct {
