@@ -1,10 +1,16 @@
 package hubspot
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/synchron-io/synchron/plugins/hubspot/fake"
+	"github.com/synchron-io/synchron/sdk"
 )
 
 // Concurrent callers never get more than max requests in any window.
@@ -68,5 +74,45 @@ func TestBudgetObserve(t *testing.T) {
 	}
 	if d := b.reserve(now); d != 2*time.Second+rateMargin {
 		t.Fatalf("wait %v, want the 2 s window", d)
+	}
+}
+
+// Many workflows calling at once with one token, in real time, against a
+// fake enforcing 10 requests per 500 ms: no request is answered 429.
+func TestBudgetManyWorkflowsNo429(t *testing.T) {
+	srv := fake.New(fake.Options{RateLimit: 10, RateWindow: 500 * time.Millisecond})
+	t.Cleanup(srv.Close)
+	conn := New("0.1.0", "")
+	cfg, _ := json.Marshal(map[string]string{"access_token": "test-token", "base_url": srv.URL()})
+	// Learn the limit first (until HubSpot's headers are seen the budget is
+	// the 100 per 10 s default).
+	if _, err := conn.Check(context.Background(), sdk.CheckRequest{Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				resp, err := conn.Check(context.Background(), sdk.CheckRequest{Config: cfg})
+				if err == nil && resp.Diagnostics.HasError() {
+					err = errors.New(resp.Diagnostics.Error())
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if st := srv.Stats(); st.RateLimited != 0 || st.Requests != 41 {
+		t.Fatalf("%d requests, %d answered 429", st.Requests, st.RateLimited)
 	}
 }
