@@ -235,6 +235,19 @@ func (s *Server) InjectFaults(statuses ...int) {
 	s.faults = append(s.faults, statuses...)
 }
 
+// InjectDailyLimit makes the next n requests answer 429 for HubSpot's daily
+// cap (policy DAILY, no Retry-After).
+func (s *Server) InjectDailyLimit(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.faults = append(s.faults, faultDaily)
+	}
+}
+
+// faultDaily is the internal fault code of a daily-cap 429.
+const faultDaily = -429
+
 // AddToken makes token valid.
 func (s *Server) AddToken(token string) {
 	s.mu.Lock()
@@ -378,6 +391,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.faults = s.faults[1:]
 		s.stats.Faults++
 		s.mu.Unlock()
+		if st == faultDaily {
+			writeJSON(w, http.StatusTooManyRequests, hubErr{Status: "error", Message: "You have reached your daily limit.", ErrorType: "RATE_LIMIT", CorrelationID: correlationID(), PolicyName: "DAILY", Category: "RATE_LIMITS"})
+			return
+		}
 		if st == http.StatusTooManyRequests {
 			w.Header().Set("Retry-After", "1")
 			writeJSON(w, st, hubErr{Status: "error", Message: "You have reached your secondly limit.", ErrorType: "RATE_LIMIT", CorrelationID: correlationID(), PolicyName: "SECONDLY", Category: "RATE_LIMITS"})

@@ -39,3 +39,33 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
+
+// Companies and deals have no natural key to upsert on: read checks only.
+func TestConformanceCompaniesDeals(t *testing.T) {
+	for _, object := range []string{"companies", "deals"} {
+		t.Run(object, func(t *testing.T) {
+			srv := fake.New(fake.Options{RateLimit: 1_000_000, SpecDir: fake.FindSpecDir()})
+			t.Cleanup(srv.Close)
+			cfg, _ := json.Marshal(map[string]string{"access_token": "test-token", "base_url": srv.URL()})
+			conformance.Run(t, conformance.Suite{
+				New:    func(*testing.T) sdk.Connector { return New("0.1.0", "docs") },
+				Config: cfg,
+				Object: object,
+				Seed: func(t *testing.T, n int) {
+					props := make([]map[string]string, n)
+					for i := range props {
+						props[i] = map[string]string{"name": fmt.Sprint("Acme ", i), "dealname": fmt.Sprint("Deal ", i)}
+						if object == "companies" {
+							delete(props[i], "dealname")
+						} else {
+							delete(props[i], "name")
+						}
+					}
+					srv.Seed(object, props...)
+				},
+				MinRecords:    12,
+				ReadBatchSize: 5,
+			})
+		})
+	}
+}

@@ -257,3 +257,16 @@ func TestWriteSplitsRefusedBatch(t *testing.T) {
 		t.Fatalf("%d calls for 40 records with 2 bad ones", n)
 	}
 }
+
+// The daily cap is not waited out: the records are retryable at once.
+func TestDailyLimitNotWaited(t *testing.T) {
+	e := newEnv(t, fake.Options{})
+	e.srv.InjectDailyLimit(1)
+	resp := write(t, e, e.config("test-token"), "contacts", rec("a", "", `{"email":"a@example.com"}`))
+	if r := resp.Results[0]; r.Status != sdk.WriteRetryable || !strings.Contains(r.Message, "daily") {
+		t.Fatalf("%+v", r)
+	}
+	if n := len(e.clock.Sleeps()); n != 0 {
+		t.Fatalf("%d waits", n)
+	}
+}
