@@ -454,6 +454,47 @@ func TestUserErrorsRejectOnlyThatRecord(t *testing.T) {
 	}
 }
 
+func TestBatchedWrites(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.seedCustomers(3, func(int) time.Time { return t0 })
+	if resp, err := e.conn.Check(context.Background(), sdk.CheckRequest{Config: e.config}); err != nil || resp.Diagnostics.HasError() {
+		t.Fatalf("Check: %v %+v", err, resp)
+	}
+	before := len(e.shop.Queries())
+	var fields []string
+	for i := range 20 {
+		switch i {
+		case 4:
+			fields = append(fields, `{"email":"broken"}`)
+		case 9:
+			fields = append(fields, `{"email":"seed001@example.com","first_name":"Updated"}`)
+		case 12:
+			fields = append(fields, `{"email":"x@example.com","nickname":"unknown field"}`)
+		default:
+			fields = append(fields, fmt.Sprintf(`{"email":"b%d@example.com"}`, i))
+		}
+	}
+	resp := writeCustomers(t, e, fields...)
+	for i, r := range resp.Results {
+		want, action := sdk.WriteOK, sdk.ActionCreated
+		switch i {
+		case 4, 12:
+			want = sdk.WriteRejected
+		case 9:
+			action = sdk.ActionUpdated
+		}
+		if r.Status != want || (want == sdk.WriteOK && r.Action != action) || r.Ref != fmt.Sprint(i) {
+			t.Errorf("record %d: %v %v %s, want %v %v", i, r.Status, r.Action, r.Message, want, action)
+		}
+	}
+	if n := len(e.shop.Queries()) - before; n != 2 {
+		t.Errorf("20 customers took %d requests, want 2 (one lookup, one mutation)", n)
+	}
+	if n := len(e.shop.Customers()); n != 3+17 {
+		t.Errorf("%d customers stored, want 20", n)
+	}
+}
+
 func TestOrderNote(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	oid := e.shop.AddOrder(fake.Order{Currency: "EUR", Total: "3.00"})
