@@ -131,9 +131,22 @@ func argDefs(in []itInputValue) ast.ArgumentDefinitionList {
 	return out
 }
 
-var kinds = map[string]ast.DefinitionKind{
-	"OBJECT": ast.Object, "INTERFACE": ast.Interface, "UNION": ast.Union,
-	"ENUM": ast.Enum, "SCALAR": ast.Scalar, "INPUT_OBJECT": ast.InputObject,
+func kindOf(k string) (ast.DefinitionKind, bool) {
+	switch k {
+	case "OBJECT":
+		return ast.Object, true
+	case "INTERFACE":
+		return ast.Interface, true
+	case "UNION":
+		return ast.Union, true
+	case "ENUM":
+		return ast.Enum, true
+	case "SCALAR":
+		return ast.Scalar, true
+	case "INPUT_OBJECT":
+		return ast.InputObject, true
+	}
+	return "", false
 }
 
 func fromIntrospection(in *introspection) (*ast.Schema, error) {
@@ -145,7 +158,7 @@ func fromIntrospection(in *introspection) (*ast.Schema, error) {
 	}
 	src := in.Data.Schema
 	for _, t := range src.Types {
-		kind, ok := kinds[t.Kind]
+		kind, ok := kindOf(t.Kind)
 		if !ok {
 			return nil, fmt.Errorf("type %s: unknown kind %q", t.Name, t.Kind)
 		}
