@@ -52,20 +52,7 @@ type execBundle struct {
 func setupExec(t *testing.T, count int) *execBundle {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, testdb.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	box, err := secrets.New(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, box := hostDB(t), newBox(t)
 	target := newMemTarget()
 	reg := &wireRegistry{conns: map[string]sdk.Connector{}}
 	for name, c := range map[string]sdk.Connector{"sample": sample.New("0.0.1", ""), "mem": target} {
@@ -76,7 +63,7 @@ func setupExec(t *testing.T, count int) *execBundle {
 		t.Cleanup(closeFn)
 		reg.conns[name] = wire
 	}
-	b := &execBundle{db: st.DB(), box: box, reg: reg, target: target, wfID: "wf_test"}
+	b := &execBundle{db: db, box: box, reg: reg, target: target, wfID: "wf_test"}
 	seal := func(id, cfg string) []byte {
 		c, err := box.Seal([]byte(cfg), []byte(id))
 		if err != nil {
@@ -100,6 +87,35 @@ func setupExec(t *testing.T, count int) *execBundle {
 		}
 	}
 	return b
+}
+
+// hostDB is a fresh host database with every migration applied.
+func hostDB(t *testing.T) *sqlx.DB {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, testdb.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return st.DB()
+}
+
+// newBox is a secrets box with a random key.
+func newBox(t *testing.T) *secrets.Box {
+	t.Helper()
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	box, err := secrets.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return box
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }

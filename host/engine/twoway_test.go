@@ -2,7 +2,6 @@ package engine_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -12,8 +11,6 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/synchron-io/synchron/host/engine"
-	"github.com/synchron-io/synchron/host/secrets"
-	"github.com/synchron-io/synchron/host/store"
 	"github.com/synchron-io/synchron/plugins/postgres/pgconnector"
 	"github.com/synchron-io/synchron/sdk"
 	"github.com/synchron-io/synchron/sdk/testdb"
@@ -50,14 +47,7 @@ const defaultMapping = `[
 func setupTwoWay(t *testing.T, s wfSettings) *twoWay {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, testdb.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db, box := hostDB(t), newBox(t)
 	appURL := testdb.URL(t)
 	app := sqlx.MustOpen("postgres", appURL)
 	t.Cleanup(func() { app.Close() })
@@ -66,14 +56,6 @@ func setupTwoWay(t *testing.T, s wfSettings) *twoWay {
 	app.MustExec(`CREATE TABLE contacts (email text PRIMARY KEY, firstname text CHECK (length(firstname) < 30), lastname text,
 		phone text, updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), deleted_at timestamptz)`)
 
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	box, err := secrets.New(key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	wire, closeFn, err := sdk.ServeTestConn(ctx, pgconnector.New("0.0.1", ""))
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +100,6 @@ func setupTwoWay(t *testing.T, s wfSettings) *twoWay {
 	if s.filter != "" {
 		filter = s.filter
 	}
-	db := st.DB()
 	db.MustExec(`INSERT INTO accounts (id, name) VALUES ('acc_a', 'A'), ('acc_b', 'B')`)
 	db.MustExec(`INSERT INTO connections (id, account_id, app, name, config_enc) VALUES ('con_src', 'acc_a', 'postgres', 'people', $1), ('con_dst', 'acc_a', 'postgres', 'contacts', $2)`,
 		seal("con_src", cfg("people")), seal("con_dst", cfg("contacts")))
