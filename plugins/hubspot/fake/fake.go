@@ -54,6 +54,10 @@ type Options struct {
 	// Now is the clock for lastmodifieddate and the rate-limit windows
 	// (default time.Now).
 	Now func() time.Time
+	// IndexDelay, when set, is how long after a write a record becomes
+	// visible to search (HubSpot indexes fresh writes within a few seconds,
+	// not always in write order). nil: at once.
+	IndexDelay func(object, id string) time.Duration
 	// AtomicBatches makes create, update and upsert answer 400 for the whole
 	// batch when one input has invalid properties (as the real API does for
 	// some validation errors) instead of 207 with per-record errors.
@@ -70,6 +74,8 @@ type Record struct {
 	Properties map[string]string
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
+	// IndexedAt is when the last write becomes visible to search.
+	IndexedAt  time.Time
 	Archived   bool
 	ArchivedAt time.Time
 }
@@ -339,9 +345,17 @@ func (s *Server) create(object string, st *store, props map[string]string, now t
 	r.Properties["hs_object_id"] = id
 	r.Properties["createdate"] = fmtTime(now)
 	r.Properties[LastModifiedProperty(object)] = fmtTime(now)
+	s.indexAt(object, r, now)
 	st.recs[id] = r
 	st.index(r)
 	return r
+}
+
+func (s *Server) indexAt(object string, r *Record, now time.Time) {
+	r.IndexedAt = now
+	if s.opts.IndexDelay != nil {
+		r.IndexedAt = now.Add(s.opts.IndexDelay(object, r.ID))
+	}
 }
 
 func (s *Server) update(object string, st *store, r *Record, props map[string]string, now time.Time) {
@@ -350,6 +364,7 @@ func (s *Server) update(object string, st *store, r *Record, props map[string]st
 	}
 	st.index(r)
 	r.UpdatedAt = now
+	s.indexAt(object, r, now)
 	r.Properties[LastModifiedProperty(object)] = fmtTime(now)
 }
 
@@ -762,8 +777,9 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, object string) {
 	}
 	var matchErr error
 	s.mu.Lock()
+	now := s.opts.Now()
 	recs := s.objects[object].sorted(func(rec *Record) bool {
-		if rec.Archived {
+		if rec.Archived || now.Before(rec.IndexedAt) {
 			return false
 		}
 		if len(req.FilterGroups) == 0 {

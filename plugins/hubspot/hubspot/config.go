@@ -26,7 +26,8 @@ const configSchema = `{
     "expires_at": {"type": "string", "format": "date-time", "description": "RFC 3339 expiry of access_token (OAuth)."},
     "base_url": {"type": "string", "format": "uri", "description": "API base URL (default https://api.hubapi.com)."},
     "app_secret": {"type": "string", "description": "Client secret of the app that sends webhooks (signature v3).", "writeOnly": true},
-    "webhook_url": {"type": "string", "format": "uri", "description": "Public URL HubSpot posts webhooks to, as signed by HubSpot."}
+    "webhook_url": {"type": "string", "format": "uri", "description": "Public URL HubSpot posts webhooks to, as signed by HubSpot."},
+    "search_delay_seconds": {"type": "integer", "minimum": 0, "maximum": 3600, "default": 10, "description": "Reads leave records changed in the last N seconds to the next read, so that HubSpot's search index has caught up with them."}
   }
 }`
 
@@ -42,8 +43,22 @@ type Config struct {
 	BaseURL      string `json:"base_url,omitempty"`
 	AppSecret    string `json:"app_secret,omitempty"`
 	WebhookURL   string `json:"webhook_url,omitempty"`
+	// SearchDelay is search_delay_seconds (nil: DefaultSearchDelay).
+	SearchDelay *int `json:"search_delay_seconds,omitempty"`
 
 	expires time.Time
+}
+
+// DefaultSearchDelay is how recent a change must be for a read to leave it
+// to the next read: HubSpot's search index takes a few seconds to catch up
+// with writes, and not always in the order of their timestamps.
+const DefaultSearchDelay = 10 * time.Second
+
+func (c Config) searchDelay() time.Duration {
+	if c.SearchDelay == nil {
+		return DefaultSearchDelay
+	}
+	return time.Duration(*c.SearchDelay) * time.Second
 }
 
 // OAuth reports whether the config uses OAuth (tokens can be refreshed).
@@ -85,6 +100,9 @@ func ParseConfig(raw json.RawMessage) (Config, sdk.Diagnostics) {
 			diags = append(diags, sdk.Errorf("expires_at", "expires_at must be an RFC 3339 time", ""))
 		}
 		cfg.expires = t
+	}
+	if cfg.SearchDelay != nil && (*cfg.SearchDelay < 0 || *cfg.SearchDelay > 3600) {
+		diags = append(diags, sdk.Errorf("search_delay_seconds", "search_delay_seconds must be from 0 to 3600", ""))
 	}
 	if cfg.BaseURL != "" {
 		u, err := url.Parse(cfg.BaseURL)

@@ -17,7 +17,7 @@ func TestConformance(t *testing.T) {
 	}
 	srv := fake.New(fake.Options{RateLimit: 1_000_000, SpecDir: dir})
 	t.Cleanup(srv.Close)
-	cfg, _ := json.Marshal(map[string]string{"access_token": "test-token", "base_url": srv.URL()})
+	cfg, _ := json.Marshal(map[string]any{"access_token": "test-token", "base_url": srv.URL(), "search_delay_seconds": 0})
 	bad, _ := json.Marshal(map[string]string{"access_token": "wrong", "base_url": srv.URL()})
 	conformance.Run(t, conformance.Suite{
 		New:    func(*testing.T) sdk.Connector { return New("0.1.0\n", "docs") },
@@ -46,7 +46,7 @@ func TestConformanceCompaniesDeals(t *testing.T) {
 		t.Run(object, func(t *testing.T) {
 			srv := fake.New(fake.Options{RateLimit: 1_000_000, SpecDir: fake.FindSpecDir()})
 			t.Cleanup(srv.Close)
-			cfg, _ := json.Marshal(map[string]string{"access_token": "test-token", "base_url": srv.URL()})
+			cfg, _ := json.Marshal(map[string]any{"access_token": "test-token", "base_url": srv.URL(), "search_delay_seconds": 0})
 			conformance.Run(t, conformance.Suite{
 				New:    func(*testing.T) sdk.Connector { return New("0.1.0", "docs") },
 				Config: cfg,

@@ -67,8 +67,10 @@ func newEnv(t testing.TB, opts fake.Options) *env {
 	return &env{srv: srv, clock: clk, conn: New("0.1.0", "docs", WithClock(clk.Now, clk.Sleep))}
 }
 
+// config is a private-app config for the fake. Reads see every record at
+// once (search_delay_seconds 0): tests of the delay set it themselves.
 func (e *env) config(token string) json.RawMessage {
-	b, _ := json.Marshal(map[string]string{"access_token": token, "base_url": e.srv.URL()})
+	b, _ := json.Marshal(map[string]any{"access_token": token, "base_url": e.srv.URL(), "search_delay_seconds": 0})
 	return b
 }
 

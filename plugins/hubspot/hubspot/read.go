@@ -86,14 +86,24 @@ type searchRequest struct {
 	After        string        `json:"after,omitempty"`
 }
 
-// searchFrom is the search body for the page after cursor c.
-func (o objectDef) searchFrom(c cursor, limit int) searchRequest {
+// searchFrom is the search body for the page after cursor c, of records
+// modified before until (ms; 0: no bound).
+func (o objectDef) searchFrom(c cursor, limit int, until int64) searchRequest {
 	req := searchRequest{FilterGroups: []filterGroup{}, Sorts: []string{o.lastModified}, Properties: o.properties(), Limit: limit}
 	if c.started() {
 		ts := strconv.FormatInt(c.TS, 10)
 		req.FilterGroups = []filterGroup{
 			{Filters: []searchFilter{{o.lastModified, "EQ", ts}, {"hs_object_id", "GT", c.ID}}},
 			{Filters: []searchFilter{{o.lastModified, "GT", ts}}},
+		}
+	}
+	if until != 0 {
+		bound := searchFilter{o.lastModified, "LT", strconv.FormatInt(until, 10)}
+		if len(req.FilterGroups) == 0 {
+			req.FilterGroups = []filterGroup{{}}
+		}
+		for i := range req.FilterGroups {
+			req.FilterGroups[i].Filters = append(req.FilterGroups[i].Filters, bound)
 		}
 	}
 	return req
@@ -146,10 +156,16 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 		return emit(nil, cp)
 	}
 	path := "/crm/v3/objects/" + o.name
+	// Changes of the last seconds are left to the next read: search may not
+	// show them all yet, and the cursor must not pass one it has not shown.
+	var until int64
+	if d := cfg.searchDelay(); d > 0 {
+		until = c.now().Add(-d).UnixMilli()
+	}
 
 	for {
 		var page pageAnswer
-		if _, err := s.do(ctx, http.MethodPost, path+"/search", nil, o.searchFrom(cur, limit), &page); err != nil {
+		if _, err := s.do(ctx, http.MethodPost, path+"/search", nil, o.searchFrom(cur, limit, until), &page); err != nil {
 			return c.readError(ctx, sink, s, cfg, err)
 		}
 		recs := make([]sdk.Record, 0, len(page.Results))

@@ -185,8 +185,8 @@ func TestRateBudgetAvoids429(t *testing.T) {
 func TestOAuthRefresh(t *testing.T) {
 	e := newEnv(t, fake.Options{ExpiredTokens: []string{"old-token"}, ClientID: "cid", ClientSecret: "csecret", RefreshToken: "rtok"})
 	oauth := func(expires time.Time) json.RawMessage {
-		b, _ := json.Marshal(map[string]string{"access_token": "old-token", "client_id": "cid", "client_secret": "csecret",
-			"refresh_token": "rtok", "expires_at": expires.Format(time.RFC3339), "base_url": e.srv.URL()})
+		b, _ := json.Marshal(map[string]any{"access_token": "old-token", "client_id": "cid", "client_secret": "csecret",
+			"refresh_token": "rtok", "expires_at": expires.Format(time.RFC3339), "base_url": e.srv.URL(), "search_delay_seconds": 0})
 		return b
 	}
 	// The token looks valid but HubSpot says it expired: refresh on 401.
