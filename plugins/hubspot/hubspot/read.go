@@ -142,7 +142,10 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 	}
 	limit = min(limit, MaxSearchLimit)
 	s := c.newSession(cfg)
-	lastCP, lastCfg := req.Cursor, json.RawMessage(nil)
+	var lastCP, lastCfg []byte
+	if len(req.Cursor) > 0 {
+		lastCP = cur.encode()
+	}
 	emit := func(recs []sdk.Record, cp cursor) error {
 		lastCP, lastCfg = cp.encode(), s.updatedConfig()
 		return sink.Emit(ctx, sdk.ReadBatch{Records: recs, Checkpoint: lastCP, UpdatedConfig: lastCfg})
