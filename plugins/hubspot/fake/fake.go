@@ -393,6 +393,17 @@ type hubErr struct {
 	PolicyName    string              `json:"policyName,omitempty"`
 }
 
+// standardError is a per-record error of a batch answer (the spec's
+// StandardError).
+type standardError struct {
+	Status   string              `json:"status"`
+	Category string              `json:"category"`
+	Message  string              `json:"message"`
+	Context  map[string][]string `json:"context"`
+	Errors   []any               `json:"errors"`
+	Links    map[string]string   `json:"links"`
+}
+
 func writeErr(w http.ResponseWriter, status int, category, msg string) {
 	writeJSON(w, status, hubErr{Status: "error", Message: msg, CorrelationID: correlationID(), Category: category})
 }
@@ -897,19 +908,19 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request, object, op string
 	now := s.opts.Now()
 	started := fmtTime(now)
 	var results []publicObject
-	var errs []hubErr
+	var errs []standardError
 	fail := func(in batchInput, e *hubErr) {
-		e.CorrelationID = ""
-		if e.Context == nil {
-			e.Context = map[string][]string{}
+		se := standardError{Status: "error", Category: e.Category, Message: e.Message, Context: e.Context, Errors: []any{}, Links: map[string]string{}}
+		if se.Context == nil {
+			se.Context = map[string][]string{}
 		}
 		if in.ObjectWriteTraceID != "" {
-			e.Context["objectWriteTraceId"] = []string{in.ObjectWriteTraceID}
+			se.Context["objectWriteTraceId"] = []string{in.ObjectWriteTraceID}
 		}
 		if in.ID != "" {
-			e.Context["ids"] = []string{in.ID}
+			se.Context["ids"] = []string{in.ID}
 		}
-		errs = append(errs, *e)
+		errs = append(errs, se)
 	}
 	ok200 := func(rec *Record, in batchInput, isNew *bool) {
 		o := toPublic(object, rec, nil)

@@ -255,3 +255,55 @@ func TestOAuthToken(t *testing.T) {
 		t.Fatalf("new token refused: %d", st)
 	}
 }
+
+// The fake's answers match the spec's response schemas.
+func TestResponsesMatchSpec(t *testing.T) {
+	dir := FindSpecDir()
+	if dir == "" {
+		t.Skip("no ../shared/specs/hubspot next to the repository: responses not checked against the spec")
+	}
+	s, _ := newServer(t, Options{SpecDir: dir})
+	s.Seed("contacts", map[string]string{"email": "a@x.com"}, map[string]string{"email": "b@x.com"})
+	raw := func(method, path, token string, body any) (int, []byte) {
+		t.Helper()
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequest(method, s.URL()+path, bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var buf bytes.Buffer
+		_, _ = buf.ReadFrom(resp.Body)
+		return resp.StatusCode, buf.Bytes()
+	}
+	check := func(what, schema string, status, want int, body []byte) {
+		t.Helper()
+		if status != want {
+			t.Fatalf("%s: status %d, want %d: %s", what, status, want, body)
+		}
+		if err := s.ValidateResponse("contacts", schema, body); err != nil {
+			t.Errorf("%s: %v\n%s", what, err, body)
+		}
+	}
+	st, b := raw("GET", "/crm/v3/objects/contacts?limit=1&properties=email,phone", "test-token", nil)
+	check("list", "CollectionResponseSimplePublicObjectWithAssociationsForwardPaging", st, 200, b)
+	st, b = raw("POST", "/crm/v3/objects/contacts/search", "test-token", map[string]any{"filterGroups": []any{}, "sorts": []string{"lastmodifieddate"}, "properties": []string{"email"}, "limit": 1})
+	check("search", "CollectionResponseWithTotalSimplePublicObject", st, 200, b)
+	st, b = raw("POST", "/crm/v3/objects/contacts/batch/create", "test-token", map[string]any{"inputs": []any{
+		map[string]any{"properties": map[string]string{"email": "c@x.com"}, "associations": []any{}},
+		map[string]any{"properties": map[string]string{"email": "bad"}, "associations": []any{}},
+	}})
+	check("create 207", "BatchResponseSimplePublicObjectWithErrors", st, 207, b)
+	st, b = raw("POST", "/crm/v3/objects/contacts/batch/upsert", "test-token", map[string]any{"inputs": []any{
+		map[string]any{"id": "a@x.com", "idProperty": "email", "properties": map[string]string{"firstname": "A"}},
+	}})
+	check("upsert", "BatchResponseSimplePublicUpsertObject", st, 200, b)
+	st, b = raw("GET", "/crm/v3/objects/contacts", "wrong", nil)
+	check("401", "Error", st, 401, b)
+	// The check itself can fail.
+	if err := s.ValidateResponse("contacts", "CollectionResponseWithTotalSimplePublicObject", []byte(`{"results":[{"id":1}]}`)); err == nil {
+		t.Error("a search answer without total and with a numeric id passed")
+	}
+}
