@@ -14,6 +14,7 @@ import (
 	"math"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,7 +40,13 @@ type Options struct {
 	// Schemas validate queries by API version; a version missing from a
 	// non-nil map is answered 404. nil disables validation.
 	Schemas map[string]*ast.Schema
+	// Versions served when Schemas is nil (default DefaultVersions); other
+	// versions are answered 404.
+	Versions []string
 }
+
+// DefaultVersions are the API versions served without schemas.
+func DefaultVersions() []string { return []string{"2024-10", "2025-01"} }
 
 // MaxQueryCost is Shopify's limit on the cost of one query.
 const MaxQueryCost = 1000
@@ -117,6 +124,9 @@ func New(opts Options) *Server {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Versions == nil {
+		opts.Versions = DefaultVersions()
 	}
 	return &Server{opts: opts, avail: opts.MaximumAvailable, at: opts.Now(), nextID: 1000}
 }
@@ -270,6 +280,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.NotFound(w, r)
 			return
 		}
+	} else if !slices.Contains(s.opts.Versions, m[1]) {
+		http.NotFound(w, r)
+		return
 	}
 	var req request
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
