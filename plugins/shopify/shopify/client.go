@@ -29,6 +29,9 @@ type bucket struct {
 	// the others wait for learned.
 	known   bool
 	learned chan struct{}
+	// settled counts answers; a call whose answer is the first since it
+	// was sent has the shop's newest figure.
+	settled uint64
 }
 
 // Until the first answer the bucket assumes Shopify's smallest plan.
@@ -39,11 +42,11 @@ const (
 
 // reserve returns how long until cost is affordable (0: reserved now), or a
 // channel to wait on while the first call learns the bucket's size.
-func (b *bucket) reserve(now time.Time, cost float64) (time.Duration, <-chan struct{}) {
+func (b *bucket) reserve(now time.Time, cost float64) (time.Duration, <-chan struct{}, uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.known && b.inflight > 0 {
-		return 0, b.learned
+		return 0, b.learned, 0
 	}
 	if d := now.Sub(b.at).Seconds(); d > 0 {
 		b.avail = math.Min(b.max, b.avail+d*b.rate)
@@ -53,16 +56,18 @@ func (b *bucket) reserve(now time.Time, cost float64) (time.Duration, <-chan str
 	if b.avail >= cost {
 		b.avail -= cost
 		b.inflight += cost
-		return 0, nil
+		return 0, nil, b.settled
 	}
-	return time.Duration(math.Ceil((cost - b.avail) / b.rate * float64(time.Second))), nil
+	return time.Duration(math.Ceil((cost - b.avail) / b.rate * float64(time.Second))), nil, 0
 }
 
 // settle ends a reservation, with the shop's throttle status when known.
-func (b *bucket) settle(now time.Time, cost float64, st *throttleStatus) {
+func (b *bucket) settle(now time.Time, cost float64, st *throttleStatus, sent uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.inflight = math.Max(0, b.inflight-math.Min(cost, b.max))
+	newest := b.settled == sent
+	b.settled++
 	if st == nil || st.MaximumAvailable <= 0 || st.RestoreRate <= 0 {
 		if !b.known {
 			// Still unknown: wake the waiters, one of them asks next.
@@ -79,13 +84,14 @@ func (b *bucket) settle(now time.Time, cost float64, st *throttleStatus) {
 		b.avail = math.Min(b.max, b.avail+d*b.rate)
 	}
 	b.max, b.rate, b.at = st.MaximumAvailable, st.RestoreRate, now
-	if b.inflight == 0 {
+	if b.inflight == 0 && newest {
 		b.avail = st.CurrentlyAvailable
 		return
 	}
-	// With other calls in flight the shop's figure may predate some of them
-	// (answers can arrive out of order): never raise the local estimate,
-	// and count reservations the shop has not seen yet.
+	// With other calls in flight, or answered since this one was sent, the
+	// shop's figure may predate some of them (answers arrive out of
+	// order): never raise the local estimate, and count reservations the
+	// shop may not have seen yet.
 	b.avail = math.Max(0, math.Min(b.avail, st.CurrentlyAvailable-b.inflight))
 }
 
@@ -179,8 +185,10 @@ func (c *Connector) call(ctx context.Context, cfg Config, query string, vars map
 				return err
 			}
 		}
+		var sent uint64
 		for {
-			d, learned := b.reserve(c.opts.Now(), cost)
+			d, learned, gen := b.reserve(c.opts.Now(), cost)
+			sent = gen
 			if learned != nil {
 				select {
 				case <-learned:
@@ -198,7 +206,7 @@ func (c *Connector) call(ctx context.Context, cfg Config, query string, vars map
 		}
 		resp, status, err := c.post(ctx, cfg, body)
 		if err != nil {
-			b.settle(c.opts.Now(), cost, nil)
+			b.settle(c.opts.Now(), cost, nil, sent)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -209,7 +217,7 @@ func (c *Connector) call(ctx context.Context, cfg Config, query string, vars map
 		if resp != nil {
 			st = resp.Extensions.Cost.ThrottleStatus
 		}
-		b.settle(c.opts.Now(), cost, st)
+		b.settle(c.opts.Now(), cost, st, sent)
 		switch {
 		case status == http.StatusUnauthorized || status == http.StatusForbidden:
 			return errUnauthorized
