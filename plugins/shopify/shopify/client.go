@@ -179,12 +179,16 @@ func (c *Connector) call(ctx context.Context, cfg Config, query string, vars map
 		return fmt.Errorf("encode query: %w", err)
 	}
 	var last error
+	throttled := false
 	for attempt := range maxAttempts {
-		if attempt > 0 {
+		// After THROTTLED the bucket (below) is the wait; after a failure,
+		// exponential backoff.
+		if attempt > 0 && !throttled {
 			if err := c.opts.Sleep(ctx, backoff(attempt)); err != nil {
 				return err
 			}
 		}
+		throttled = false
 		var sent uint64
 		for {
 			d, learned, gen := b.reserve(c.opts.Now(), cost)
@@ -234,10 +238,14 @@ func (c *Connector) call(ctx context.Context, cfg Config, query string, vars map
 			if err := json.Unmarshal(resp.Errors, &errs); err != nil {
 				return &queryError{msgs: []string{strings.Trim(string(resp.Errors), `"`)}}
 			}
-			throttled := false
 			msgs := make([]string, 0, len(errs))
 			for _, e := range errs {
-				throttled = throttled || e.Extensions.Code == "THROTTLED"
+				switch e.Extensions.Code {
+				case "THROTTLED":
+					throttled = true
+				case "MAX_COST_EXCEEDED":
+					return errTooCostly
+				}
 				msgs = append(msgs, e.Message)
 			}
 			if throttled && cost > b.maximum() {
