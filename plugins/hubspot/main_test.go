@@ -8,37 +8,24 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
-
 	"github.com/synchron-io/synchron/plugins/hubspot/fake"
 	"github.com/synchron-io/synchron/sdk"
+	"github.com/synchron-io/synchron/sdk/conformance"
 )
 
 const pluginEnv = "SYNCHRON_HUBSPOT_TEST_PLUGIN"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(pluginEnv) == "1" {
-		main()
-		os.Exit(0)
-	}
+	conformance.ServeIfPlugin(pluginEnv, main)
 	os.Exit(m.Run())
 }
 
 func TestPluginProcess(t *testing.T) {
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), pluginEnv+"=1")
-	pc := plugin.NewClient(sdk.NewClientConfig(cmd, hclog.NewNullLogger()))
-	t.Cleanup(pc.Kill)
-	c, err := sdk.DispenseClient(pc)
-	if err != nil {
-		t.Fatalf("DispenseClient: %v", err)
-	}
+	c := conformance.LaunchSelf(t, pluginEnv)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	spec, err := c.Spec(ctx)

@@ -9,26 +9,21 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/synchron-io/synchron/sdk"
+	"github.com/synchron-io/synchron/sdk/conformance"
 	"github.com/synchron-io/synchron/sdk/testdb"
 )
 
 const pluginEnv = "SYNCHRON_POSTGRES_TEST_PLUGIN"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(pluginEnv) == "1" {
-		main()
-		os.Exit(0)
-	}
+	conformance.ServeIfPlugin(pluginEnv, main)
 	os.Exit(m.Run())
 }
 
@@ -36,14 +31,7 @@ func TestMain(m *testing.M) {
 // test ends.
 func launch(t testing.TB) *sdk.Client {
 	t.Helper()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), pluginEnv+"=1")
-	pc := plugin.NewClient(sdk.NewClientConfig(cmd, hclog.NewNullLogger()))
-	t.Cleanup(pc.Kill)
-	c, err := sdk.DispenseClient(pc)
-	if err != nil {
-		t.Fatalf("DispenseClient: %v", err)
-	}
+	c := conformance.LaunchSelf(t, pluginEnv)
 	return c
 }
 
