@@ -153,9 +153,9 @@ func Scan(ctx context.Context, dir string) (found []ScannedVersion, problems []e
 		if found[i].Name != found[j].Name {
 			return found[i].Name < found[j].Name
 		}
-		a, _ := parseSemver(found[i].Version)
-		b, _ := parseSemver(found[j].Version)
-		return compareSemver(a, b) < 0
+		a, _ := sdk.ParseVersion(found[i].Version)
+		b, _ := sdk.ParseVersion(found[j].Version)
+		return a.Compare(b) < 0
 	})
 	return found, problems, nil
 }
@@ -170,7 +170,7 @@ func scanVersion(ctx context.Context, name, version, dir string) (*ScannedVersio
 	if !fi.IsDir() {
 		return nil, nil
 	}
-	if _, ok := parseSemver(version); !ok {
+	if _, ok := sdk.ParseVersion(version); !ok {
 		return nil, fmt.Errorf("connectors: scan: %s: version %q is not semver (MAJOR.MINOR.PATCH)", dir, version)
 	}
 	entries, err := os.ReadDir(dir)
@@ -350,21 +350,21 @@ func syncCatalog(ctx context.Context, db *sqlx.DB, scanned []ScannedVersion) (ca
 // defaultRank orders candidates for a connector's default active version:
 // releases above pre-releases, then by semver precedence.
 func defaultRank(a, b string) int {
-	x, _ := parseSemver(a)
-	y, _ := parseSemver(b)
-	if (len(x.pre) == 0) != (len(y.pre) == 0) {
-		if len(x.pre) == 0 {
+	x, _ := sdk.ParseVersion(a)
+	y, _ := sdk.ParseVersion(b)
+	if x.Prerelease() != y.Prerelease() {
+		if !x.Prerelease() {
 			return 1
 		}
 		return -1
 	}
-	return compareSemver(x, y)
+	return x.Compare(y)
 }
 
 func semverLess(a, b string) bool {
-	x, _ := parseSemver(a)
-	y, _ := parseSemver(b)
-	return compareSemver(x, y) < 0
+	x, _ := sdk.ParseVersion(a)
+	y, _ := sdk.ParseVersion(b)
+	return x.Compare(y) < 0
 }
 
 // setVersionStatus records a version's catalog status.

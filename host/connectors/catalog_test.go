@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/synchron-io/synchron/sdk"
 )
 
 func TestSemver(t *testing.T) {
@@ -30,22 +32,22 @@ func TestSemver(t *testing.T) {
 	} {
 		t.Run(tt.a+"_vs_"+tt.b, func(t *testing.T) {
 			t.Parallel()
-			a, okA := parseSemver(tt.a)
-			b, okB := parseSemver(tt.b)
+			a, okA := sdk.ParseVersion(tt.a)
+			b, okB := sdk.ParseVersion(tt.b)
 			if !okA || !okB {
 				t.Fatalf("parse %q: %v, %q: %v", tt.a, okA, tt.b, okB)
 			}
-			if got := compareSemver(a, b); got != tt.want {
+			if got := a.Compare(b); got != tt.want {
 				t.Fatalf("compare(%s, %s) = %d, want %d", tt.a, tt.b, got, tt.want)
 			}
-			if got := compareSemver(b, a); got != -tt.want {
+			if got := b.Compare(a); got != -tt.want {
 				t.Fatalf("compare(%s, %s) = %d, want %d", tt.b, tt.a, got, -tt.want)
 			}
 		})
 	}
 	for _, bad := range []string{"", "1", "1.0", "v1.0.0", "01.0.0", "1.0.0-", "1.0.0-01", "1.0.0+", "1.0.0-a..b", "1.0.x"} {
-		if _, ok := parseSemver(bad); ok {
-			t.Errorf("parseSemver(%q) accepted", bad)
+		if _, ok := sdk.ParseVersion(bad); ok {
+			t.Errorf("ParseVersion(%q) accepted", bad)
 		}
 	}
 }

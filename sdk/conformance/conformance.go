@@ -220,7 +220,7 @@ func (k *kit) checkSpec(t *testing.T) {
 	if !nameRE.MatchString(spec.Name) {
 		t.Errorf("Spec.Name %q: want a non-empty lowercase name matching %s", spec.Name, nameRE)
 	}
-	if !validSemver(spec.Version) {
+	if _, ok := sdk.ParseVersion(spec.Version); !ok {
 		t.Errorf("Spec.Version %q is not a semantic version (MAJOR.MINOR.PATCH, no leading v)", spec.Version)
 	}
 	if spec.ProtocolVersion != sdk.ProtocolVersion {

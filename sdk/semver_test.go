@@ -1,8 +1,12 @@
-package conformance
+package sdk_test
 
-import "testing"
+import (
+	"testing"
 
-func TestValidSemver(t *testing.T) {
+	"github.com/synchron-io/synchron/sdk"
+)
+
+func TestParseVersionValidity(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		v    string
@@ -39,8 +43,8 @@ func TestValidSemver(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.v, func(t *testing.T) {
 			t.Parallel()
-			if got := validSemver(tt.v); got != tt.want {
-				t.Fatalf("validSemver(%q) = %v, want %v", tt.v, got, tt.want)
+			if _, got := sdk.ParseVersion(tt.v); got != tt.want {
+				t.Fatalf("ParseVersion(%q) ok = %v, want %v", tt.v, got, tt.want)
 			}
 		})
 	}

@@ -1,21 +1,22 @@
-package connectors
+package sdk
 
 import (
 	"strconv"
 	"strings"
 )
 
-// semver is a parsed Semantic Versioning 2.0.0 version (https://semver.org).
-// Build metadata is dropped: it does not take part in precedence.
-type semver struct {
+// Version is a parsed Semantic Versioning 2.0.0 version (https://semver.org),
+// the form every connector's Spec.Version takes. Build metadata is dropped:
+// it does not take part in precedence.
+type Version struct {
 	major, minor, patch uint64
 	pre                 []string
 }
 
-// parseSemver parses MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD] (no leading "v",
+// ParseVersion parses MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD] (no leading "v",
 // no leading zeros in numeric identifiers) and reports whether v is valid.
-func parseSemver(v string) (semver, bool) {
-	var s semver
+func ParseVersion(v string) (Version, bool) {
+	var s Version
 	if i := strings.IndexByte(v, '+'); i >= 0 {
 		if !validIdentifiers(v[i+1:], false) {
 			return s, false
@@ -47,9 +48,13 @@ func parseSemver(v string) (semver, bool) {
 	return s, true
 }
 
-// compareSemver returns -1, 0 or +1 as a has lower, equal or higher precedence
+// Prerelease reports whether the version has pre-release identifiers
+// (1.0.0-rc.1): such a version ranks below its release.
+func (a Version) Prerelease() bool { return len(a.pre) > 0 }
+
+// Compare returns -1, 0 or +1 as a has lower, equal or higher precedence
 // than b (semver.org §11).
-func compareSemver(a, b semver) int {
+func (a Version) Compare(b Version) int {
 	for _, d := range [][2]uint64{{a.major, b.major}, {a.minor, b.minor}, {a.patch, b.patch}} {
 		if d[0] != d[1] {
 			if d[0] < d[1] {
