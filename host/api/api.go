@@ -119,6 +119,8 @@ type server struct {
 	printer        *message.Printer
 	// schemas caches compiled connector config schemas by "app@version".
 	schemas sync.Map
+	// hooks rate-limits webhook deliveries per connection (in this process).
+	hooks *hookLimiter
 }
 
 // New builds the API handler. It panics when a required dependency is
@@ -147,6 +149,7 @@ func newEngine(deps Deps) *gin.Engine {
 		perEmail:   deps.LoginLimitPerEmail,
 		perIP:      deps.LoginLimitPerIP,
 		printer:    message.NewPrinter(language.English),
+		hooks:      newHookLimiter(webhookRate, webhookBurst),
 	}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
@@ -215,6 +218,8 @@ func (s *server) routes(e *gin.Engine) {
 	v1.GET("/openapi.json", s.openAPI)
 	v1.POST("/signup", s.h(s.signup))
 	v1.POST("/login", s.h(s.login))
+	// The app calls it: the connector's signature check is the auth.
+	v1.POST("/hooks/:connection_id", s.h(s.receiveWebhook))
 
 	u := v1.Group("", s.authenticate)
 	idem := s.idempotent
@@ -235,6 +240,7 @@ func (s *server) routes(e *gin.Engine) {
 	u.PATCH("/connections/:id", s.h(s.updateConnection))
 	u.DELETE("/connections/:id", s.h(s.deleteConnection))
 	u.POST("/connections/:id/check", s.h(s.checkConnection))
+	u.GET("/connections/:id/webhooks", s.h(s.listWebhookEvents))
 
 	u.GET("/workflows", s.h(s.listWorkflows))
 	u.POST("/workflows", idem, s.h(s.createWorkflow))

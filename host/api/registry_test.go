@@ -2,9 +2,13 @@ package api_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -185,8 +189,40 @@ func (m *memConnector) Write(_ context.Context, req sdk.WriteRequest) (*sdk.Writ
 	return &sdk.WriteResponse{Results: out}, nil
 }
 
-func (m *memConnector) HandleWebhook(context.Context, sdk.WebhookRequest) (*sdk.WebhookResponse, error) {
-	return &sdk.WebhookResponse{}, nil
+// HandleWebhook verifies X-Mem-Signature, the hex HMAC-SHA256 of the body
+// keyed with the api_key; the body {"object": ..., "ids": [...]} announces
+// changed records. A body {"fail": true} fails in transport.
+func (m *memConnector) HandleWebhook(_ context.Context, req sdk.WebhookRequest) (*sdk.WebhookResponse, error) {
+	key, diags := m.config(req.Config)
+	if diags.HasError() {
+		return &sdk.WebhookResponse{Diagnostics: diags}, nil
+	}
+	got, err := hex.DecodeString(http.Header(req.Headers).Get("X-Mem-Signature"))
+	if err != nil || !hmac.Equal(got, memSign(key, req.Body)) {
+		return &sdk.WebhookResponse{}, nil
+	}
+	var body struct {
+		Object string   `json:"object"`
+		IDs    []string `json:"ids"`
+		Fail   bool     `json:"fail"`
+	}
+	if err := json.Unmarshal(req.Body, &body); err != nil {
+		return &sdk.WebhookResponse{Verified: true, Diagnostics: sdk.Diagnostics{sdk.Errorf("", "body is not JSON", "")}}, nil
+	}
+	if body.Fail {
+		return nil, errors.New("memdb: webhook failed")
+	}
+	resp := &sdk.WebhookResponse{Verified: true}
+	for _, id := range body.IDs {
+		resp.Changes = append(resp.Changes, sdk.ChangeNotice{Object: body.Object, ID: id})
+	}
+	return resp, nil
+}
+
+func memSign(key string, body []byte) []byte {
+	mac := hmac.New(sha256.New, []byte(key))
+	mac.Write(body)
+	return mac.Sum(nil)
 }
 
 func (m *memConnector) Stop(context.Context) error { return nil }

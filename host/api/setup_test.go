@@ -22,6 +22,7 @@ import (
 	"github.com/synchron-io/synchron/host/engine"
 	"github.com/synchron-io/synchron/host/secrets"
 	"github.com/synchron-io/synchron/host/store"
+	"github.com/synchron-io/synchron/sdk"
 	"github.com/synchron-io/synchron/sdk/testdb"
 )
 
@@ -38,11 +39,13 @@ type testBundle struct {
 	clock    *testClock
 	logs     *syncBuffer
 	metrics  *prometheus.Registry
+	box      *secrets.Box
 }
 
 type setupOptions struct {
 	noRunner   bool
 	adminToken string
+	connectors []sdk.Connector
 }
 
 type setupOption func(*setupOptions)
@@ -50,6 +53,11 @@ type setupOption func(*setupOptions)
 func withoutRunner() setupOption { return func(o *setupOptions) { o.noRunner = true } }
 
 func withAdminToken(tok string) setupOption { return func(o *setupOptions) { o.adminToken = tok } }
+
+// withConnectors serves more connectors besides sample and memdb.
+func withConnectors(cs ...sdk.Connector) setupOption {
+	return func(o *setupOptions) { o.connectors = append(o.connectors, cs...) }
+}
 
 func setup(t *testing.T, opts ...setupOption) *testBundle {
 	t.Helper()
@@ -75,10 +83,11 @@ func setup(t *testing.T, opts ...setupOption) *testBundle {
 	}
 	b := &testBundle{
 		t: t, ctx: ctx, store: s, db: s.DB(),
-		registry: newTestRegistry(t, newSample(), &memConnector{}),
+		registry: newTestRegistry(t, append([]sdk.Connector{newSample(), &memConnector{}}, o.connectors...)...),
 		clock:    &testClock{now: time.Now().UTC()},
 		logs:     &syncBuffer{},
 		metrics:  prometheus.NewRegistry(),
+		box:      box,
 	}
 	b.runner = &testRunner{db: s.DB()}
 	deps := api.Deps{

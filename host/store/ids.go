@@ -18,6 +18,8 @@ const (
 	// PrefixPendingDelete names a deletion waiting for approval.
 	PrefixPendingDelete = "del_"
 	PrefixNotification  = "ntf_"
+	// PrefixWebhookEvent names a received webhook delivery.
+	PrefixWebhookEvent = "whe_"
 )
 
 const idChars = 20 // 100 random bits

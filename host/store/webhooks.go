@@ -1,0 +1,112 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// WebhookEvent is one webhook delivery received for a connection: what the
+// host concluded, never the body or the headers.
+type WebhookEvent struct {
+	ID           string    `db:"id"`
+	AccountID    string    `db:"account_id"`
+	ConnectionID string    `db:"connection_id"`
+	ReceivedAt   time.Time `db:"received_at"`
+	Verified     bool      `db:"verified"`
+	Summary      string    `db:"summary"`
+	Changes      int       `db:"changes"`
+	Runs         int       `db:"runs"`
+	Error        string    `db:"error"`
+}
+
+const webhookEventColumns = `id, account_id, connection_id, received_at, verified, summary, changes, runs, error`
+
+// GetConnectionByID returns a connection whatever its account. Only the
+// webhook route uses it: the app that calls it knows the connection id but
+// not the account, and the connector's signature check is what authorises
+// the call.
+func (s *Store) GetConnectionByID(ctx context.Context, id string) (Connection, error) {
+	var c Connection
+	err := s.db.GetContext(ctx, &c, `SELECT `+connectionColumns+` FROM connections WHERE id = $1`, id)
+	if err != nil {
+		return Connection{}, fmt.Errorf("store: get connection by id: %w", notFound(err))
+	}
+	return c, nil
+}
+
+// RecordWebhookEvent inserts e (e.ID is chosen when empty) and returns it as
+// stored.
+func (s *Store) RecordWebhookEvent(ctx context.Context, e WebhookEvent) (WebhookEvent, error) {
+	if e.ID == "" {
+		e.ID = NewID(PrefixWebhookEvent)
+	}
+	if e.ReceivedAt.IsZero() {
+		e.ReceivedAt = time.Now().UTC()
+	}
+	var out WebhookEvent
+	err := s.db.GetContext(ctx, &out, `INSERT INTO webhook_events (id, account_id, connection_id, received_at, verified, summary, changes, runs, error)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING `+webhookEventColumns,
+		e.ID, e.AccountID, e.ConnectionID, e.ReceivedAt, e.Verified, e.Summary, e.Changes, e.Runs, e.Error)
+	if err != nil {
+		return WebhookEvent{}, fmt.Errorf("store: record webhook event for connection %s: %w", e.ConnectionID, err)
+	}
+	return out, nil
+}
+
+// ListWebhookEvents lists the webhook deliveries of a connection of the
+// account, newest first. A connection of another account lists nothing;
+// callers check the connection first to answer 404.
+func (s *Store) ListWebhookEvents(ctx context.Context, accountID, connectionID string, opts ListOptions) ([]WebhookEvent, string, error) {
+	after, err := decodeCursor(opts.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	var at, id any
+	if after != nil {
+		at, id = after.at, after.id
+	}
+	limit := opts.limit()
+	var es []WebhookEvent
+	err = s.db.SelectContext(ctx, &es, `SELECT `+webhookEventColumns+` FROM webhook_events
+		WHERE account_id = $1 AND connection_id = $2 AND ($3::timestamptz IS NULL OR (received_at, id) < ($3, $4::text))
+		ORDER BY received_at DESC, id DESC LIMIT $5`, accountID, connectionID, at, id, limit+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("store: list webhook events: %w", err)
+	}
+	es, next := page(es, limit, func(e WebhookEvent) string { return encodeCursor(e.ReceivedAt, e.ID) })
+	return es, next, nil
+}
+
+// WebhookWorkflow is a workflow a webhook of a connection may trigger.
+type WebhookWorkflow struct {
+	ID                 string `db:"id"`
+	SourceConnectionID string `db:"source_connection_id"`
+	SourceObject       string `db:"source_object"`
+	TargetConnectionID string `db:"target_connection_id"`
+	TargetObject       string `db:"target_object"`
+}
+
+// ObjectOn is the object the workflow reads on the connection (the source
+// object when it is the source).
+func (w WebhookWorkflow) ObjectOn(connectionID string) string {
+	if w.SourceConnectionID == connectionID {
+		return w.SourceObject
+	}
+	return w.TargetObject
+}
+
+// WebhookWorkflows returns the account's active workflows that a webhook of
+// the connection triggers: those reading from it (its source), and two-way
+// workflows whose target it is (they read both sides).
+func (s *Store) WebhookWorkflows(ctx context.Context, accountID, connectionID string) ([]WebhookWorkflow, error) {
+	var ws []WebhookWorkflow
+	err := s.db.SelectContext(ctx, &ws, `SELECT id, source_connection_id, source_object, target_connection_id, target_object FROM workflows
+		WHERE account_id = $1 AND status = $2
+		  AND (source_connection_id = $3 OR (direction = $4 AND target_connection_id = $3))
+		ORDER BY created_at, id`, accountID, WorkflowActive, connectionID, DirectionTwoWay)
+	if err != nil {
+		return nil, fmt.Errorf("store: workflows triggered by connection %s: %w", connectionID, err)
+	}
+	return ws, nil
+}
