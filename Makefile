@@ -6,7 +6,7 @@ BIN := $(CURDIR)/bin
 PLUGIN_DIRS := $(patsubst %/main.go,%,$(wildcard plugins/*/main.go))
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build plugins host run test bench proto lint fmt clean db db-stop
+.PHONY: all build plugins host run demo test bench proto lint fmt clean db db-stop
 
 all: build
 
@@ -26,6 +26,10 @@ plugins:
 ## run: start the product on local defaults (throwaway PostgreSQL under .data/ when DATABASE_URL is unset)
 run: build
 	@scripts/run.sh
+
+## demo: the flagship Shopify <-> HubSpot workflow against local fakes (scripts/demo.sh); Ctrl-C stops it
+demo: build
+	@scripts/demo.sh
 
 ## test: every test, against a real PostgreSQL and real connector processes
 test: build
