@@ -1,0 +1,84 @@
+package store_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/synchron-io/synchron/host/store"
+)
+
+func TestWebhookEvents(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	acc, _ := b.signup(t, "hooks@example.com")
+	other, _ := b.signup(t, "other@example.com")
+	c := b.connection(t, acc.ID)
+	oc := b.connection(t, other.ID)
+
+	got, err := b.store.GetConnectionByID(b.ctx, c.ID)
+	if err != nil || got.AccountID != acc.ID {
+		t.Fatalf("GetConnectionByID = %+v, %v", got, err)
+	}
+	if _, err := b.store.GetConnectionByID(b.ctx, "con_missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing connection: %v", err)
+	}
+
+	for i := range 3 {
+		e, err := b.store.RecordWebhookEvent(b.ctx, store.WebhookEvent{
+			AccountID: acc.ID, ConnectionID: c.ID, ReceivedAt: b.now.Add(time.Duration(i) * time.Second),
+			Verified: i != 1, Summary: fmt.Sprintf("event %d", i), Changes: i,
+		})
+		if err != nil || e.ID == "" || e.Summary != fmt.Sprintf("event %d", i) {
+			t.Fatalf("record %d = %+v, %v", i, e, err)
+		}
+	}
+	// An event cannot name a connection of another account.
+	if _, err := b.store.RecordWebhookEvent(b.ctx, store.WebhookEvent{AccountID: acc.ID, ConnectionID: oc.ID}); err == nil {
+		t.Fatal("event recorded for another account's connection")
+	}
+	page, next, err := b.store.ListWebhookEvents(b.ctx, acc.ID, c.ID, store.ListOptions{Limit: 2})
+	if err != nil || len(page) != 2 || next == "" || page[0].Summary != "event 2" || page[1].Verified {
+		t.Fatalf("page 1 = %+v %q %v", page, next, err)
+	}
+	page, next, err = b.store.ListWebhookEvents(b.ctx, acc.ID, c.ID, store.ListOptions{Limit: 2, Cursor: next})
+	if err != nil || len(page) != 1 || next != "" || page[0].Summary != "event 0" {
+		t.Fatalf("page 2 = %+v %q %v", page, next, err)
+	}
+	if page, _, err := b.store.ListWebhookEvents(b.ctx, other.ID, c.ID, store.ListOptions{}); err != nil || len(page) != 0 {
+		t.Fatalf("another account lists %d events, %v", len(page), err)
+	}
+}
+
+func TestWebhookWorkflows(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	acc, _ := b.signup(t, "wf-hooks@example.com")
+	c, d := b.connection(t, acc.ID), b.connection(t, acc.ID)
+	reads := b.workflow(t, acc.ID, c.ID, d.ID)
+	b.workflow(t, acc.ID, d.ID, c.ID) // one-way into c: not triggered
+	paused := b.workflow(t, acc.ID, c.ID, d.ID)
+	if _, err := b.store.SetWorkflowStatus(b.ctx, acc.ID, paused.ID, store.WorkflowPaused, nil, b.now); err != nil {
+		t.Fatal(err)
+	}
+	twoWay := b.workflow(t, acc.ID, d.ID, c.ID)
+	if _, err := b.store.DB().ExecContext(b.ctx, `UPDATE workflows SET direction = 'two_way' WHERE id = $1`, twoWay.ID); err != nil {
+		t.Fatal(err)
+	}
+	ws, err := b.store.WebhookWorkflows(b.ctx, acc.ID, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, w := range ws {
+		got[w.ID] = w.ObjectOn(c.ID)
+	}
+	if len(got) != 2 || got[reads.ID] != "contacts" || got[twoWay.ID] != "people" {
+		t.Fatalf("triggered = %v, want %s (contacts) and %s (people)", got, reads.ID, twoWay.ID)
+	}
+	other, _ := b.signup(t, "wf-other@example.com")
+	if ws, err := b.store.WebhookWorkflows(b.ctx, other.ID, c.ID); err != nil || len(ws) != 0 {
+		t.Fatalf("another account: %v, %v", ws, err)
+	}
+}
