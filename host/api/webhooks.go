@@ -121,8 +121,14 @@ func (s *server) receiveWebhook(c *gin.Context) error {
 	if err != nil {
 		return fmt.Errorf("webhook: %w", err)
 	}
+	// Path keeps the query and Headers the Host: some apps sign the full
+	// URL they called (HubSpot v3).
+	headers := c.Request.Header.Clone()
+	if c.Request.Host != "" {
+		headers.Set("Host", c.Request.Host)
+	}
 	resp, err := s.handleWebhook(ctx, conn, sdk.WebhookRequest{
-		Config: config, Method: c.Request.Method, Path: c.Request.URL.Path, Headers: c.Request.Header, Body: body,
+		Config: config, Method: c.Request.Method, Path: c.Request.URL.RequestURI(), Headers: headers, Body: body,
 	})
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/synchron-io/synchron/host/store"
+	"github.com/synchron-io/synchron/plugins/hubspot/hubspot"
 	"github.com/synchron-io/synchron/plugins/shopify/shopify"
 )
 
@@ -266,20 +267,67 @@ func shopifySign(secret string, body []byte) string {
 	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
 
+// sealedConn creates a connection through the store (the API would check
+// its credentials with the app).
+func (b *testBundle) sealedConn(accountID, app string, config map[string]string) string {
+	b.t.Helper()
+	raw, err := json.Marshal(config)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	id := store.NewID(store.PrefixConnection)
+	enc, err := b.box.Seal(raw, store.ConnectionAAD(id))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if _, err := b.store.CreateConnection(b.ctx, store.Connection{ID: id, AccountID: accountID, App: app, Name: app, ConfigEnc: enc}); err != nil {
+		b.t.Fatal(err)
+	}
+	return id
+}
+
+// TestWebhookHubSpot uses the real HubSpot connector, whose v3 signature
+// covers the method, the full URL called (host and query included), the
+// body and a timestamp.
+func TestWebhookHubSpot(t *testing.T) {
+	b := setup(t, withConnectors(hubspot.New("1.0.0", "# HubSpot\n")))
+	u := b.signup("hub@example.com")
+	const secret = "hubspot-app-secret-for-tests"
+	id := b.sealedConn(u.accountID, "hubspot", map[string]string{"access_token": "pat-test", "app_secret": secret})
+	mem := b.memConn(u, keyB)
+	contacts := b.rawWorkflow(u.accountID, id, "contacts", mem, "people", store.DirectionOneWay, store.WorkflowActive)
+	b.rawWorkflow(u.accountID, id, "deals", mem, "people", store.DirectionOneWay, store.WorkflowActive)
+
+	body := []byte(`[{"objectId": 101, "subscriptionType": "contact.propertyChange"}, {"objectId": 102, "subscriptionType": "contact.creation"}]`)
+	path := "/v1/hooks/" + id + "?portal=42"
+	hook := func(uri string) response {
+		ts := fmt.Sprint(time.Now().UnixMilli())
+		return b.do(req{method: "POST", path: path, body: body, header: map[string]string{
+			"X-HubSpot-Signature-v3":      hubspot.SignV3(secret, "POST", uri, body, ts),
+			"X-HubSpot-Request-Timestamp": ts,
+		}})
+	}
+	// httptest requests are for host example.com.
+	if resp := hook("https://example.com/v1/hooks/" + id); resp.Status != http.StatusUnauthorized {
+		t.Fatalf("signed without the query = %d %s", resp.Status, resp.Body)
+	}
+	resp := hook("https://example.com" + path)
+	if resp.Status != http.StatusOK || resp.JSON(t)["runs"] != 1.0 {
+		t.Fatalf("signed hook = %d %s", resp.Status, resp.Body)
+	}
+	if got := b.enqueued(); len(got) != 1 || got[0] != u.accountID+"/"+contacts {
+		t.Fatalf("enqueued %v, want only %s", got, contacts)
+	}
+	if evs := b.webhookEvents(u, id); len(evs) != 2 {
+		t.Fatalf("events = %v", evs)
+	}
+}
+
 func TestWebhookShopify(t *testing.T) {
 	b := setup(t, withConnectors(shopify.New("1.0.0", "# Shopify\n", shopify.Options{})))
 	u := b.signup("shop@example.com")
 	const secret = "shopify-client-secret-for-tests"
-	config, _ := json.Marshal(map[string]string{"shop": "acme.myshopify.com", "access_token": "shpat_test", "client_secret": secret})
-	id := store.NewID(store.PrefixConnection)
-	enc, err := b.box.Seal(config, store.ConnectionAAD(id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Created through the store: the API would check it against the shop.
-	if _, err := b.store.CreateConnection(b.ctx, store.Connection{ID: id, AccountID: u.accountID, App: "shopify", Name: "Shop", ConfigEnc: enc}); err != nil {
-		t.Fatal(err)
-	}
+	id := b.sealedConn(u.accountID, "shopify", map[string]string{"shop": "acme.myshopify.com", "access_token": "shpat_test", "client_secret": secret})
 	mem := b.memConn(u, keyB)
 	customers := b.rawWorkflow(u.accountID, id, "customers", mem, "people", store.DirectionOneWay, store.WorkflowActive)
 	b.rawWorkflow(u.accountID, id, "orders", mem, "people", store.DirectionOneWay, store.WorkflowActive)
@@ -319,5 +367,33 @@ func TestWebhookShopify(t *testing.T) {
 	}
 	if strings.Contains(b.logs.String(), secret) || strings.Contains(b.logs.String(), "bob@example.com") {
 		t.Fatal("a secret or the body reached the logs")
+	}
+}
+
+func TestWebhookRateLimitPerConnection(t *testing.T) {
+	b := setup(t)
+	// 300 deliveries for one id: a burst of 100 and a refill of 50 a second
+	// let them all through only if they took 4 s or more.
+	start := time.Now()
+	limited := 0
+	for range 300 {
+		resp := b.do(req{method: "POST", path: "/v1/hooks/con_flooded00000000000000", body: []byte(`{}`)})
+		switch resp.Status {
+		case http.StatusNotFound:
+		case http.StatusTooManyRequests:
+			if code, _ := resp.errorCode(t); code != "rate_limited" || resp.Header.Get("Retry-After") == "" {
+				t.Fatalf("429 = %s %v", resp.Body, resp.Header)
+			}
+			limited++
+		default:
+			t.Fatalf("status %d: %s", resp.Status, resp.Body)
+		}
+	}
+	if elapsed := time.Since(start); limited == 0 && elapsed < 4*time.Second {
+		t.Fatalf("no delivery limited in %v", elapsed)
+	}
+	// Another connection has its own bucket.
+	if resp := b.do(req{method: "POST", path: "/v1/hooks/con_other000000000000000", body: []byte(`{}`)}); resp.Status != http.StatusNotFound {
+		t.Fatalf("other connection = %d", resp.Status)
 	}
 }
