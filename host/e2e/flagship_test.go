@@ -126,9 +126,9 @@ func (a *flagshipApps) shopByEmail(t *testing.T) map[string]shopfake.Customer {
 	return out
 }
 
-// hubByEmail indexes the live contacts by lower-case email (ids from
-// ids plus those the connector created, found by scanning the id range); it
-// fails on a duplicate.
+// hubByEmail indexes the live contacts by lower-case email, seeded or
+// created by the connector (the fake has no listing, so it walks the id
+// range); it fails on a duplicate.
 func (a *flagshipApps) hubByEmail(t *testing.T) map[string]hubfake.Record {
 	t.Helper()
 	out := map[string]hubfake.Record{}
