@@ -371,8 +371,12 @@ type op struct {
 	linkID  string
 	otherID string
 	// write to the other side (nil: nothing to write)
-	write  *sdk.WriteRecord
-	mapped json.RawMessage
+	write *sdk.WriteRecord
+	// writeMine brings a matched record of this side the values it lacks
+	// from the other side (nil: nothing to write)
+	writeMine  *sdk.WriteRecord
+	resultMine *sdk.WriteResult
+	mapped     json.RawMessage
 	// link state after the op, from the side being passed (my) and the other
 	myValues    json.RawMessage
 	myHash      string
@@ -476,6 +480,9 @@ func (j *linkJob) chunk(ctx context.Context, my Side, rows []row) error {
 				o.failed, o.note = "retryable", o.result.Message
 			}
 		}
+	}
+	if err := j.writeMatchedMine(ctx, my, ops); err != nil {
+		return err
 	}
 	if err := j.writeBack(ctx, my, ops); err != nil {
 		return err
@@ -655,30 +662,57 @@ func (j *linkJob) plan(my Side, r *row, cands map[string][]candidate, dupMine, l
 				return nil, err
 			}
 			o.otherValues, o.otherHash = otherValues, c.Hash
-			mapped, newHash, err := j.mapInto(my, r.Fields, otherValues)
+			// Merge the pair field by field: the winner's non-empty values,
+			// and the loser's where the winner has none (an empty value never
+			// overwrites a filled one); then write each side what it lacks.
+			winner := my
+			if j.twoWay {
+				winner = j.winner(my, r.Modified, c.Modified)
+			}
+			var toOther, toMine json.RawMessage
+			var newOther, newMine json.RawMessage
+			if winner == my {
+				if toOther, newOther, err = j.mergeInto(my, r.Fields, otherValues); err != nil {
+					return nil, err
+				}
+				if j.twoWay {
+					if toMine, newMine, err = j.mergeInto(other, newOther, myValues); err != nil {
+						return nil, err
+					}
+				}
+			} else {
+				if toMine, newMine, err = j.mergeInto(other, c.Fields, myValues); err != nil {
+					return nil, err
+				}
+				if toOther, newOther, err = j.mergeInto(my, newMine, otherValues); err != nil {
+					return nil, err
+				}
+			}
+			if newMine == nil {
+				newMine = myValues
+			}
+			otherHash, err := j.mapper.Hash(mo, newOther)
 			if err != nil {
 				return nil, err
 			}
-			_, backHash, err := j.mapInto(other, c.Fields, myValues)
+			mineHash, err := j.mapper.Hash(ms, newMine)
 			if err != nil {
 				return nil, err
 			}
-			toOther := newHash != c.Hash
-			toMine := j.twoWay && backHash != r.Hash
 			o.kind = ActMatch
-			switch {
-			case !toOther && !toMine:
-				o.note = "matched by key; already equal"
-			case toOther && (!toMine || j.winner(my, r.Modified, c.Modified) == my):
-				o.note = "matched by key; updated from the " + string(my)
-				o.mapped = mapped
-				o.write = &sdk.WriteRecord{ID: c.RecordID, Fields: mapped}
-			default:
-				// The other side's values win: link now, and let the other
-				// side's record be written in its own pass.
-				o.note = "matched by key; the " + string(other) + " record's values win"
-				o.settle = nil
-				o.otherHash = "" // forces the other side's pass to write it
+			o.note = "matched by key"
+			if otherHash != c.Hash {
+				o.note += "; " + string(other) + " updated"
+				o.mapped = toOther
+				o.write = &sdk.WriteRecord{ID: c.RecordID, Fields: toOther}
+			}
+			if j.twoWay && mineHash != r.Hash {
+				o.note += "; " + string(my) + " updated"
+				o.writeMine = &sdk.WriteRecord{ID: r.RecordID, Fields: toMine}
+				o.myValues, o.myHash = newMine, mineHash
+			}
+			if o.write == nil && o.writeMine == nil {
+				o.note += "; already equal"
 			}
 			return o, nil
 		}
@@ -710,6 +744,24 @@ func (j *linkJob) mapInto(from Side, fields, otherValues json.RawMessage) (json.
 		return nil, "", err
 	}
 	return mapped, h, nil
+}
+
+// mergeInto maps a record of side from onto the other side's values and
+// returns the fields to write there and the other side's values after it.
+func (j *linkJob) mergeInto(from Side, fields, otherValues json.RawMessage) (json.RawMessage, json.RawMessage, error) {
+	mapped, err := j.mapper.Map(mside(from), fields, otherValues)
+	if err != nil {
+		return nil, nil, fmt.Errorf("map %s record: %w", from, err)
+	}
+	merged, err := mergeObjects(otherValues, mapped)
+	if err != nil {
+		return nil, nil, err
+	}
+	projected, err := j.mapper.Project(mside(from.Other()), merged)
+	if err != nil {
+		return nil, nil, err
+	}
+	return mapped, projected, nil
 }
 
 // mergeObjects returns base with the members of over set on it.
@@ -787,6 +839,55 @@ func writeWithRetry(ctx context.Context, s *sideConn, records []sdk.WriteRecord,
 	return out, nil
 }
 
+// writeMatchedMine writes to this side's matched records the values they
+// lack from the other side. A failure is reported with the record; the link
+// then keeps this side's values as they are, so nothing is hidden.
+func (j *linkJob) writeMatchedMine(ctx context.Context, my Side, ops []*op) error {
+	var recs []sdk.WriteRecord
+	byRef := map[string]*op{}
+	for i, o := range ops {
+		if o.writeMine == nil || (o.write != nil && (o.result == nil || o.result.Status != sdk.WriteOK)) {
+			continue
+		}
+		o.writeMine.Ref = strconv.Itoa(i)
+		byRef[o.writeMine.Ref] = o
+		recs = append(recs, *o.writeMine)
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	results, err := writeWithRetry(ctx, j.sides[my], recs, j.retry)
+	if err != nil && !errors.Is(err, ErrRetriesExhausted) {
+		return err
+	}
+	for _, rec := range recs {
+		o := byRef[rec.Ref]
+		if res, ok := results[rec.Ref]; ok {
+			o.resultMine = &res
+		}
+		if o.resultMine == nil || o.resultMine.Status != sdk.WriteOK {
+			msg := "the app kept answering retryable errors"
+			if o.resultMine != nil {
+				msg = o.resultMine.Message
+			}
+			o.note += "; writing the " + string(my) + " record failed: " + msg
+			o.myValues, o.myHash = nil, o.r.Hash
+			if v, err := j.mapper.Project(mside(my), o.r.Fields); err == nil {
+				o.myValues = v
+			}
+			continue
+		}
+		if len(o.resultMine.Fields) > 0 {
+			if v, err := j.mapper.Project(mside(my), o.resultMine.Fields); err == nil {
+				if h, err := j.mapper.Hash(mside(my), v); err == nil {
+					o.myValues, o.myHash = v, h
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // writeBack writes the target ids of records created from the source back to
 // a field of the source record, when the workflow asks for it.
 func (j *linkJob) writeBack(ctx context.Context, my Side, ops []*op) error {
@@ -857,13 +958,32 @@ func (j *linkJob) account(my Side, o *op, dry bool) (c Counts, matched, ambiguou
 	if o.kind == ActMatch && o.write != nil && ok {
 		matched = 1
 	}
+	mineOK := o.writeMine != nil && (dry || (o.resultMine != nil && o.resultMine.Status == sdk.WriteOK))
+	if mineOK {
+		c.Updated++
+		if o.write == nil {
+			c.Skipped = 0 // the write to this side is the outcome
+		}
+	}
 	if j.preview != nil {
 		p := j.preview
 		dir := &p.ToTarget
 		if my == SideTarget {
 			dir = &p.ToSource
 		}
+		if mineOK {
+			// The update of this side's record flows the other way.
+			back := &p.ToSource
+			if my == SideTarget {
+				back = &p.ToTarget
+			}
+			back.Updated++
+			c.Updated--
+		}
 		*dir = dir.Add(c)
+		if mineOK {
+			c.Updated++
+		}
 		p.Matched += matched
 		p.Ambiguous += ambiguous
 		if o.conflict {

@@ -469,3 +469,35 @@ func TestFilterSelectsWhichRecordsSync(t *testing.T) {
 		t.Fatalf("%d filtered-out records reached the target", n)
 	}
 }
+
+func TestMatchedPairTakesEachSidesMissingValues(t *testing.T) {
+	t.Parallel()
+	for _, policy := range []string{"source_wins", "target_wins"} {
+		t.Run(policy, func(t *testing.T) {
+			t.Parallel()
+			w := setupTwoWay(t, wfSettings{conflict: policy})
+			// The person has a first name the contact lacks; the contact has
+			// a phone the person lacks; their last names differ.
+			w.app.MustExec(`INSERT INTO people (email, first_name, last_name) VALUES ('x@example.com', 'Ann', 'Source')`)
+			w.app.MustExec(`INSERT INTO contacts (email, lastname, phone) VALUES ('x@example.com', 'Target', '+1-555-0100')`)
+			r := w.run()
+			if r.Matched != 1 {
+				t.Fatalf("run = %+v, want the pair matched", r)
+			}
+			wantLast := map[string]string{"source_wins": "Source", "target_wins": "Target"}[policy]
+			for _, q := range []struct{ query, want string }{
+				{`SELECT phone FROM people WHERE email = 'x@example.com'`, "+1-555-0100"},
+				{`SELECT firstname FROM contacts WHERE email = 'x@example.com'`, "Ann"},
+				{`SELECT last_name FROM people WHERE email = 'x@example.com'`, wantLast},
+				{`SELECT lastname FROM contacts WHERE email = 'x@example.com'`, wantLast},
+			} {
+				if got := w.value(q.query); got != q.want {
+					t.Fatalf("%s = %q, want %q", q.query, got, q.want)
+				}
+			}
+			if r = w.run(); r.Transactions != 0 {
+				t.Fatalf("run after the match = %+v, want no transactions", r)
+			}
+		})
+	}
+}
