@@ -38,3 +38,6 @@ done
 echo "== two-way steady state: 100,000 linked records, 1% changed on each side (time and transactions of one run)"
 SYNCHRON_BENCH_RECORDS=100000 go test -tags bench -count=1 -run 'TestBenchTwoWay' -v -timeout 40m ./host/e2e/ \
   | grep -E 'BENCH|FAIL' | tee "$out/twoway.txt"
+
+echo "== webhooks: 200 signed Shopify hooks through the host (latency to run queued and started, p50/p99)"
+go test -tags bench -count=1 -run 'TestBenchWebhook' -v -timeout 20m ./host/e2e/ | grep -E 'BENCH|FAIL' | tee "$out/webhooks.txt"
