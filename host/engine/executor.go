@@ -114,30 +114,57 @@ func (e *Executor) HostID() string { return e.opts.HostID }
 // workflow already has a queued or running run, that run's id is returned:
 // a workflow never runs twice at once.
 func (e *Executor) Enqueue(ctx context.Context, accountID, workflowID, trigger string) (string, error) {
-	var id string
-	err := e.db.GetContext(ctx, &id, `
-		INSERT INTO runs (id, account_id, workflow_id, status, trigger, created_at)
-		SELECT $1, w.account_id, w.id, 'queued', $4, now()
-		FROM workflows w WHERE w.id = $2 AND w.account_id = $3
-		ON CONFLICT (workflow_id) WHERE status IN ('queued', 'running') DO NOTHING
-		RETURNING id`, "run_"+randomID(), workflowID, accountID, trigger)
-	if errors.Is(err, sql.ErrNoRows) {
-		// Either the workflow is not this account's, or a run is active.
-		err = e.db.GetContext(ctx, &id, `
-			SELECT r.id FROM runs r JOIN workflows w ON w.id = r.workflow_id
+	for attempt := 0; attempt < 3; attempt++ {
+		var id string
+		err := e.db.GetContext(ctx, &id, `
+			INSERT INTO runs (id, account_id, workflow_id, status, trigger, created_at)
+			SELECT $1, w.account_id, w.id, 'queued', $4, now()
+			FROM workflows w WHERE w.id = $2 AND w.account_id = $3
+			ON CONFLICT (workflow_id) WHERE status IN ('queued', 'running') DO NOTHING
+			RETURNING id`, "run_"+randomID(), workflowID, accountID, trigger)
+		if err == nil {
+			e.Wake(1)
+			return id, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return "", fmt.Errorf("engine: enqueue run of %s: %w", workflowID, err)
+		}
+		// Either the workflow is not this account's, or a run is active. A
+		// running run may already have read past the change that prompted
+		// this call: ask it for a follow-up run when it ends.
+		var active struct {
+			ID     string `db:"id"`
+			Status string `db:"status"`
+		}
+		err = e.db.GetContext(ctx, &active, `
+			SELECT r.id, r.status FROM runs r JOIN workflows w ON w.id = r.workflow_id
 			WHERE r.workflow_id = $1 AND w.account_id = $2 AND r.status IN ('queued', 'running')`, workflowID, accountID)
 		if errors.Is(err, sql.ErrNoRows) {
-			return "", ErrNotFound
+			var exists bool
+			if err := e.db.GetContext(ctx, &exists, `SELECT EXISTS (SELECT 1 FROM workflows WHERE id = $1 AND account_id = $2)`,
+				workflowID, accountID); err != nil {
+				return "", fmt.Errorf("engine: enqueue run of %s: %w", workflowID, err)
+			}
+			if !exists {
+				return "", ErrNotFound
+			}
+			continue // the active run ended meanwhile: queue again
+		}
+		if err != nil {
+			return "", fmt.Errorf("engine: enqueue run of %s: %w", workflowID, err)
+		}
+		if active.Status == "queued" {
+			return active.ID, nil
+		}
+		res, err := e.db.ExecContext(ctx, `UPDATE runs SET rerun_trigger = $2 WHERE id = $1 AND status = 'running'`, active.ID, trigger)
+		if err != nil {
+			return "", fmt.Errorf("engine: enqueue run of %s: %w", workflowID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			return active.ID, nil
 		}
 	}
-	if err != nil {
-		return "", fmt.Errorf("engine: enqueue run of %s: %w", workflowID, err)
-	}
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
-	return id, nil
+	return "", fmt.Errorf("engine: enqueue run of %s: its runs kept changing state", workflowID)
 }
 
 // Start launches the workers. They run until Stop or StopAndCancel.
@@ -739,11 +766,21 @@ func (e *Executor) finish(ctx context.Context, run *claimedRun, runErr error, lo
 		msg = truncate(runErr.Error(), 2000)
 		log.Warn("run failed", "error", runErr)
 	}
-	if _, err := e.db.ExecContext(ctx, `
+	var rerun sql.NullString
+	err := e.db.GetContext(ctx, &rerun, `
 		UPDATE runs SET status = CASE WHEN $3 <> '' THEN 'failed' WHEN failed_count > 0 THEN 'partial' ELSE 'succeeded' END,
 			error = NULLIF($3, ''), finished_at = now(), leased_by = NULL, lease_expires_at = NULL
-		WHERE id = $1 AND leased_by = $2`, run.ID, e.opts.HostID, msg); err != nil {
+		WHERE id = $1 AND leased_by = $2
+		RETURNING rerun_trigger`, run.ID, e.opts.HostID, msg)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		log.Error("record run outcome", "error", err)
+		return
+	}
+	if rerun.Valid {
+		// A change was announced while this run was running: follow up.
+		if _, err := e.Enqueue(ctx, run.AccountID, run.WorkflowID, rerun.String); err != nil && !errors.Is(err, ErrNotFound) {
+			log.Error("queue the follow-up run", "error", err)
+		}
 	}
 }
 

@@ -315,3 +315,38 @@ func TestLinkedRetryableFailuresAreRetriedByLaterRuns(t *testing.T) {
 		t.Fatalf("%d records left in the retry queue, want 0", queued)
 	}
 }
+
+func TestEnqueueDuringARunQueuesAFollowUp(t *testing.T) {
+	t.Parallel()
+	b := setupExec(t, 10)
+	e := b.executor("h1")
+	ctx := context.Background()
+	id, err := e.Enqueue(ctx, "acc_a", b.wfID, "manual")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another host is running it: a webhook now may announce a change that
+	// run has already read past.
+	b.db.MustExec(`UPDATE runs SET status = 'running', leased_by = 'hX', lease_expires_at = now() + interval '1 hour' WHERE id = $1`, id)
+	again, err := e.Enqueue(ctx, "acc_a", b.wfID, "webhook")
+	if err != nil || again != id {
+		t.Fatalf("Enqueue during the run = %q, %v; want the running run %q", again, err, id)
+	}
+	var queued int
+	b.db.Get(&queued, `SELECT count(*) FROM runs WHERE status = 'queued'`) //nolint:errcheck
+	if queued != 0 {
+		t.Fatalf("%d runs queued while one runs: a workflow must not run twice at once", queued)
+	}
+	// The run ends (here: taken over and finished by h1): the follow-up is queued.
+	b.db.MustExec(`UPDATE runs SET lease_expires_at = now() - interval '1 second' WHERE id = $1`, id)
+	if ran, err := e.RunOnce(ctx); err != nil || !ran {
+		t.Fatalf("RunOnce = %v, %v", ran, err)
+	}
+	var follow []string
+	if err := b.db.Select(&follow, `SELECT trigger FROM runs WHERE status = 'queued' AND id <> $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	if len(follow) != 1 || follow[0] != "webhook" {
+		t.Fatalf("follow-up runs = %v, want one queued by the webhook", follow)
+	}
+}
