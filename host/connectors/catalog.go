@@ -32,58 +32,10 @@ const (
 	StatusMissing = "missing"
 )
 
-// The catalog's own schema. Every statement is idempotent.
-// TODO(store): fold into host/store's numbered migrations.
-const (
-	schemaVersions = `CREATE TABLE IF NOT EXISTS connector_versions (
-		name         text        NOT NULL,
-		version      text        NOT NULL,
-		sha256       text        NOT NULL,
-		path         text        NOT NULL,
-		status       text        NOT NULL DEFAULT 'installed'
-		             CHECK (status IN ('installed', 'checksum_mismatch', 'missing')),
-		spec         jsonb,
-		docs         text,
-		installed_at timestamptz NOT NULL DEFAULT now(),
-		updated_at   timestamptz NOT NULL DEFAULT now(),
-		PRIMARY KEY (name, version)
-	)`
-	schemaConnectors = `CREATE TABLE IF NOT EXISTS connectors (
-		name             text        PRIMARY KEY,
-		active_version   text,
-		previous_version text,
-		updated_at       timestamptz NOT NULL DEFAULT now(),
-		FOREIGN KEY (name, active_version) REFERENCES connector_versions (name, version),
-		FOREIGN KEY (name, previous_version) REFERENCES connector_versions (name, version)
-	)`
-)
-
-// lockKey serialises catalog schema changes and syncs across hosts sharing a
-// database (pg_advisory_xact_lock).
+// lockKey serialises catalog syncs across hosts sharing a database
+// (pg_advisory_xact_lock). The catalog's tables come from host/store's
+// numbered migrations (0008_connector_catalog.sql).
 const lockKey = 0x73796e63_636f6e6e // "synconn" in ASCII
-
-// Migrate creates the catalog tables (connector_versions, connectors) if they
-// do not exist. It is idempotent and safe to run from several hosts at once.
-// NewManager calls it.
-func Migrate(ctx context.Context, db *sqlx.DB) error {
-	tx, err := db.BeginTxx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("connectors: migrate: begin: %w", err)
-	}
-	defer func() { _ = tx.Rollback() }()
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(lockKey)); err != nil {
-		return fmt.Errorf("connectors: migrate: lock: %w", err)
-	}
-	for _, stmt := range []string{schemaVersions, schemaConnectors} {
-		if _, err := tx.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("connectors: migrate: %w", err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("connectors: migrate: commit: %w", err)
-	}
-	return nil
-}
 
 // ScannedVersion is one connector version found in the plugin directory.
 type ScannedVersion struct {

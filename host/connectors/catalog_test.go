@@ -167,8 +167,7 @@ func TestScanMissingDir(t *testing.T) {
 }
 
 // TestSyncInstallsAndDefaultsActive checks the persisted catalog: checksums,
-// paths, the default active version (highest release, numeric order), and
-// that Migrate is idempotent.
+// paths and the default active version (highest release, numeric order).
 func TestSyncInstallsAndDefaultsActive(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(dir string) {
@@ -180,9 +179,6 @@ func TestSyncInstallsAndDefaultsActive(t *testing.T) {
 		writeScript(t, dir, "pre", "1.0.0-rc.2", "exit 5")
 	})
 	ctx := testCtx(t)
-	if err := Migrate(ctx, e.db); err != nil {
-		t.Fatalf("second Migrate: %v", err)
-	}
 
 	var rows []versionRow
 	if err := e.db.SelectContext(ctx, &rows, `SELECT name, version, sha256, path, status, spec, docs, installed_at FROM connector_versions ORDER BY name, version`); err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"go.uber.org/goleak"
 
+	"github.com/synchron-io/synchron/host/store"
 	"github.com/synchron-io/synchron/sdk/testdb"
 )
 
@@ -218,11 +219,22 @@ type env struct {
 	logger hclog.Logger
 }
 
+// migratedDB is a fresh database with the host's migrations applied (the
+// catalog's tables among them).
+func migratedDB(t testing.TB) *sqlx.DB {
+	t.Helper()
+	st := store.New(testdb.Open(t))
+	if err := st.Migrate(context.Background()); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return st.DB()
+}
+
 // newEnv makes an empty plugin directory and database; setup fills the
 // directory before the Manager starts.
 func newEnv(t testing.TB, setup func(dir string), opts ...Option) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), db: testdb.Open(t), events: &recorder{}, logger: testLogger(t)}
+	e := &env{t: t, dir: t.TempDir(), db: migratedDB(t), events: &recorder{}, logger: testLogger(t)}
 	if setup != nil {
 		setup(e.dir)
 	}

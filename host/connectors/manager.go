@@ -152,10 +152,10 @@ type launchOp struct {
 }
 
 // NewManager returns the connector runtime for the plugin directory
-// pluginDir (laid out as <dir>/<name>/<version>/<executable>). It creates
-// the catalog tables if needed (Migrate) and syncs the catalog with the
-// directory (Sync). No process is started until the first Acquire. logger
-// may be nil. Close the Manager to stop its processes.
+// pluginDir (laid out as <dir>/<name>/<version>/<executable>) on a database
+// migrated by host/store (which holds the catalog's tables), and syncs the
+// catalog with the directory (Sync). No process is started until the first
+// Acquire. logger may be nil. Close the Manager to stop its processes.
 func NewManager(ctx context.Context, db *sqlx.DB, pluginDir string, logger hclog.Logger, opts ...Option) (*Manager, error) {
 	if db == nil {
 		return nil, errors.New("connectors: new manager: nil database")
@@ -177,10 +177,6 @@ func NewManager(ctx context.Context, db *sqlx.DB, pluginDir string, logger hclog
 		procs:   map[*proc]struct{}{},
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
-	if err := Migrate(ctx, db); err != nil {
-		m.cancel()
-		return nil, err
-	}
 	if err := m.Sync(ctx); err != nil {
 		m.cancel()
 		return nil, err

@@ -177,9 +177,6 @@ func run(args []string) error {
 	if err := st.Migrate(ctx); err != nil {
 		return err
 	}
-	if err := connectors.Migrate(ctx, st.DB()); err != nil {
-		return err
-	}
 	if cmd == "migrate" {
 		logger.Info("migrations applied")
 		return nil
