@@ -60,24 +60,11 @@ func (s *Store) GetConnection(ctx context.Context, accountID, id string) (Connec
 
 // ListConnections lists the account's connections, newest first.
 func (s *Store) ListConnections(ctx context.Context, accountID string, opts ListOptions) ([]Connection, string, error) {
-	after, err := decodeCursor(opts.Cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	var at, id any
-	if after != nil {
-		at, id = after.at, after.id
-	}
-	limit := opts.limit()
-	var cs []Connection
-	err = s.db.SelectContext(ctx, &cs, `SELECT `+connectionColumns+` FROM connections
+	return listNewest(ctx, s.db, opts, "connections", func(c Connection) (time.Time, string) { return c.CreatedAt, c.ID },
+		`SELECT `+connectionColumns+` FROM connections
 		WHERE account_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::text))
-		ORDER BY created_at DESC, id DESC LIMIT $4`, accountID, at, id, limit+1)
-	if err != nil {
-		return nil, "", fmt.Errorf("store: list connections: %w", err)
-	}
-	cs, next := page(cs, limit, func(c Connection) string { return encodeCursor(c.CreatedAt, c.ID) })
-	return cs, next, nil
+		ORDER BY created_at DESC, id DESC LIMIT $4`,
+		accountID)
 }
 
 // ConnectionUpdate changes a connection; nil fields are left as they are.

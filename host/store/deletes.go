@@ -52,25 +52,12 @@ func (s *Store) GetPendingDelete(ctx context.Context, accountID, workflowID, id 
 // ListPendingDeletes lists the deletes of a workflow of the account with the
 // given status ("" for every status), newest first.
 func (s *Store) ListPendingDeletes(ctx context.Context, accountID, workflowID, status string, opts ListOptions) ([]PendingDelete, string, error) {
-	after, err := decodeCursor(opts.Cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	var at, id any
-	if after != nil {
-		at, id = after.at, after.id
-	}
-	limit := opts.limit()
-	var ds []PendingDelete
-	err = s.db.SelectContext(ctx, &ds, `SELECT `+pendingDeleteColumns+` FROM pending_deletes
+	return listNewest(ctx, s.db, opts, "pending deletes", func(d PendingDelete) (time.Time, string) { return d.CreatedAt, d.ID },
+		`SELECT `+pendingDeleteColumns+` FROM pending_deletes
 		WHERE account_id = $1 AND workflow_id = $2 AND ($3 = '' OR status = $3)
 			AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::text))
-		ORDER BY created_at DESC, id DESC LIMIT $6`, accountID, workflowID, status, at, id, limit+1)
-	if err != nil {
-		return nil, "", fmt.Errorf("store: list pending deletes: %w", err)
-	}
-	ds, next := page(ds, limit, func(d PendingDelete) string { return encodeCursor(d.CreatedAt, d.ID) })
-	return ds, next, nil
+		ORDER BY created_at DESC, id DESC LIMIT $6`,
+		accountID, workflowID, status)
 }
 
 // DecidePendingDelete moves a pending delete of a workflow of the account to

@@ -50,26 +50,13 @@ type LinkFilter struct {
 
 // ListLinks lists the links of a workflow of the account, newest first.
 func (s *Store) ListLinks(ctx context.Context, accountID, workflowID string, f LinkFilter, opts ListOptions) ([]Link, string, error) {
-	after, err := decodeCursor(opts.Cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	var at, id any
-	if after != nil {
-		at, id = after.at, after.id
-	}
-	limit := opts.limit()
-	var ls []Link
-	err = s.db.SelectContext(ctx, &ls, `SELECT `+linkColumns+` FROM links
+	return listNewest(ctx, s.db, opts, "links", func(l Link) (time.Time, string) { return l.CreatedAt, l.ID },
+		`SELECT `+linkColumns+` FROM links
 		WHERE account_id = $1 AND workflow_id = $2
 			AND ($3 = '' OR source_id = $3) AND ($4 = '' OR target_id = $4)
 			AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6::text))
-		ORDER BY created_at DESC, id DESC LIMIT $7`, accountID, workflowID, f.SourceID, f.TargetID, at, id, limit+1)
-	if err != nil {
-		return nil, "", fmt.Errorf("store: list links: %w", err)
-	}
-	ls, next := page(ls, limit, func(l Link) string { return encodeCursor(l.CreatedAt, l.ID) })
-	return ls, next, nil
+		ORDER BY created_at DESC, id DESC LIMIT $7`,
+		accountID, workflowID, f.SourceID, f.TargetID)
 }
 
 // LinkEvent is one entry of a link's history: what a run did to the pair.

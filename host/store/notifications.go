@@ -50,25 +50,12 @@ func (s *Store) CreateNotification(ctx context.Context, n Notification) (Notific
 // ListNotifications lists the account's notifications, newest first; with
 // unreadOnly, only those not yet read.
 func (s *Store) ListNotifications(ctx context.Context, accountID string, unreadOnly bool, opts ListOptions) ([]Notification, string, error) {
-	after, err := decodeCursor(opts.Cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	var at, id any
-	if after != nil {
-		at, id = after.at, after.id
-	}
-	limit := opts.limit()
-	var ns []Notification
-	err = s.db.SelectContext(ctx, &ns, `SELECT `+notificationColumns+` FROM notifications
+	return listNewest(ctx, s.db, opts, "notifications", func(n Notification) (time.Time, string) { return n.CreatedAt, n.ID },
+		`SELECT `+notificationColumns+` FROM notifications
 		WHERE account_id = $1 AND (NOT $2 OR read_at IS NULL)
 			AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::text))
-		ORDER BY created_at DESC, id DESC LIMIT $5`, accountID, unreadOnly, at, id, limit+1)
-	if err != nil {
-		return nil, "", fmt.Errorf("store: list notifications: %w", err)
-	}
-	ns, next := page(ns, limit, func(n Notification) string { return encodeCursor(n.CreatedAt, n.ID) })
-	return ns, next, nil
+		ORDER BY created_at DESC, id DESC LIMIT $5`,
+		accountID, unreadOnly)
 }
 
 // MarkNotificationRead marks a notification of the account read at now; one

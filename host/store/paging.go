@@ -1,12 +1,15 @@
 package store
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/jmoiron/sqlx"
 )
 
 // Page limits of list calls.
@@ -98,4 +101,26 @@ func page[T any](rows []T, limit int, key func(T) string) ([]T, string) {
 	}
 	rows = rows[:limit]
 	return rows, key(rows[len(rows)-1])
+}
+
+// listNewest runs a newest-first keyset page of query. The query's last
+// three parameters, after args, are the cursor's time, the cursor's id (both
+// NULL on the first page) and the number of rows to fetch; key gives a row's
+// (time, id) for the next cursor.
+func listNewest[T any](ctx context.Context, db *sqlx.DB, opts ListOptions, what string, key func(T) (time.Time, string), query string, args ...any) ([]T, string, error) {
+	after, err := decodeCursor(opts.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	var at, id any
+	if after != nil {
+		at, id = after.at, after.id
+	}
+	limit := opts.limit()
+	var rows []T
+	if err := db.SelectContext(ctx, &rows, query, append(args, at, id, limit+1)...); err != nil {
+		return nil, "", fmt.Errorf("store: list %s: %w", what, err)
+	}
+	rows, next := page(rows, limit, func(r T) string { t, i := key(r); return encodeCursor(t, i) })
+	return rows, next, nil
 }

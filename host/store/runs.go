@@ -68,24 +68,11 @@ func (s *Store) GetRun(ctx context.Context, accountID, id string) (Run, error) {
 
 // ListRuns lists the runs of a workflow of the account, newest first.
 func (s *Store) ListRuns(ctx context.Context, accountID, workflowID string, opts ListOptions) ([]Run, string, error) {
-	after, err := decodeCursor(opts.Cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	var at, id any
-	if after != nil {
-		at, id = after.at, after.id
-	}
-	limit := opts.limit()
-	var rs []Run
-	err = s.db.SelectContext(ctx, &rs, `SELECT `+runColumns+` FROM runs
+	return listNewest(ctx, s.db, opts, "runs", func(r Run) (time.Time, string) { return r.CreatedAt, r.ID },
+		`SELECT `+runColumns+` FROM runs
 		WHERE account_id = $1 AND workflow_id = $2 AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::text))
-		ORDER BY created_at DESC, id DESC LIMIT $5`, accountID, workflowID, at, id, limit+1)
-	if err != nil {
-		return nil, "", fmt.Errorf("store: list runs: %w", err)
-	}
-	rs, next := page(rs, limit, func(r Run) string { return encodeCursor(r.CreatedAt, r.ID) })
-	return rs, next, nil
+		ORDER BY created_at DESC, id DESC LIMIT $5`,
+		accountID, workflowID)
 }
 
 // Run record statuses.

@@ -82,25 +82,12 @@ func (s *Store) Authenticate(ctx context.Context, hash []byte, now time.Time) (P
 
 // ListTokens lists the live tokens of one kind of a user, newest first.
 func (s *Store) ListTokens(ctx context.Context, accountID, userID, kind string, opts ListOptions) ([]Token, string, error) {
-	after, err := decodeCursor(opts.Cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	var at, id any
-	if after != nil {
-		at, id = after.at, after.id
-	}
-	limit := opts.limit()
-	var ts []Token
-	err = s.db.SelectContext(ctx, &ts, `SELECT `+tokenColumns+` FROM tokens
+	return listNewest(ctx, s.db, opts, "tokens", func(t Token) (time.Time, string) { return t.CreatedAt, t.ID },
+		`SELECT `+tokenColumns+` FROM tokens
 		WHERE account_id = $1 AND user_id = $2 AND kind = $3 AND revoked_at IS NULL
 		  AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::text))
-		ORDER BY created_at DESC, id DESC LIMIT $6`, accountID, userID, kind, at, id, limit+1)
-	if err != nil {
-		return nil, "", fmt.Errorf("store: list tokens: %w", err)
-	}
-	ts, next := page(ts, limit, func(t Token) string { return encodeCursor(t.CreatedAt, t.ID) })
-	return ts, next, nil
+		ORDER BY created_at DESC, id DESC LIMIT $6`,
+		accountID, userID, kind)
 }
 
 // RevokeToken revokes a live token of a user. ErrNotFound if the user has no

@@ -58,24 +58,11 @@ func (s *Store) RecordWebhookEvent(ctx context.Context, e WebhookEvent) (Webhook
 // account, newest first. A connection of another account lists nothing;
 // callers check the connection first to answer 404.
 func (s *Store) ListWebhookEvents(ctx context.Context, accountID, connectionID string, opts ListOptions) ([]WebhookEvent, string, error) {
-	after, err := decodeCursor(opts.Cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	var at, id any
-	if after != nil {
-		at, id = after.at, after.id
-	}
-	limit := opts.limit()
-	var es []WebhookEvent
-	err = s.db.SelectContext(ctx, &es, `SELECT `+webhookEventColumns+` FROM webhook_events
+	return listNewest(ctx, s.db, opts, "webhook events", func(e WebhookEvent) (time.Time, string) { return e.ReceivedAt, e.ID },
+		`SELECT `+webhookEventColumns+` FROM webhook_events
 		WHERE account_id = $1 AND connection_id = $2 AND ($3::timestamptz IS NULL OR (received_at, id) < ($3, $4::text))
-		ORDER BY received_at DESC, id DESC LIMIT $5`, accountID, connectionID, at, id, limit+1)
-	if err != nil {
-		return nil, "", fmt.Errorf("store: list webhook events: %w", err)
-	}
-	es, next := page(es, limit, func(e WebhookEvent) string { return encodeCursor(e.ReceivedAt, e.ID) })
-	return es, next, nil
+		ORDER BY received_at DESC, id DESC LIMIT $5`,
+		accountID, connectionID)
 }
 
 // WebhookWorkflow is a workflow a webhook of a connection may trigger.

@@ -106,24 +106,11 @@ func (s *Store) GetWorkflow(ctx context.Context, accountID, id string) (Workflow
 
 // ListWorkflows lists the account's workflows, newest first.
 func (s *Store) ListWorkflows(ctx context.Context, accountID string, opts ListOptions) ([]Workflow, string, error) {
-	after, err := decodeCursor(opts.Cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	var at, id any
-	if after != nil {
-		at, id = after.at, after.id
-	}
-	limit := opts.limit()
-	var ws []Workflow
-	err = s.db.SelectContext(ctx, &ws, `SELECT `+workflowColumns+` FROM workflows
+	return listNewest(ctx, s.db, opts, "workflows", func(w Workflow) (time.Time, string) { return w.CreatedAt, w.ID },
+		`SELECT `+workflowColumns+` FROM workflows
 		WHERE account_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::text))
-		ORDER BY created_at DESC, id DESC LIMIT $4`, accountID, at, id, limit+1)
-	if err != nil {
-		return nil, "", fmt.Errorf("store: list workflows: %w", err)
-	}
-	ws, next := page(ws, limit, func(w Workflow) string { return encodeCursor(w.CreatedAt, w.ID) })
-	return ws, next, nil
+		ORDER BY created_at DESC, id DESC LIMIT $4`,
+		accountID)
 }
 
 // UpdateWorkflow writes the user-editable settings of w (name, mapping,
