@@ -52,9 +52,10 @@ type writeBackSpec struct {
 
 // side is one end of a workflow, resolved: its connection, app and object.
 type side struct {
-	conn   store.Connection
-	app    connectors.App
-	object sdk.Object
+	conn    store.Connection
+	app     connectors.App
+	object  sdk.Object
+	objects []sdk.Object // every object of the connection, for lookups
 }
 
 func (s *server) getWF(c *gin.Context, id string) (store.Workflow, error) {
@@ -134,7 +135,7 @@ func (s *server) resolve(ctx context.Context, accountID, role string, ep endpoin
 		return side{}, invalid("invalid_"+role, "%s object %q does not exist in %s; available objects: %s",
 			role, ep.Object, app.Name, strings.Join(names, ", "))
 	}
-	return side{conn: conn, app: app, object: objs[i]}, nil
+	return side{conn: conn, app: app, object: objs[i], objects: objs}, nil
 }
 
 func oneOf(field, value string, allowed ...string) error {
@@ -233,6 +234,9 @@ func (s *server) validateWorkflow(ctx context.Context, acc store.Account, w *sto
 	}
 	if err == nil {
 		err = mapping.Validate(rules, src.object, dst.object)
+	}
+	if err == nil {
+		err = mapping.ValidateLookups(rules, src.object, dst.objects)
 	}
 	if err != nil {
 		return invalid("invalid_mapping", "%s", err.Error())

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -316,17 +317,34 @@ func TestFlagshipMatchedFieldOnlyOnLosingSide(t *testing.T) {
 	}
 }
 
-// Shopify orders -> Sage sales invoices, one way, with the order's invoice
-// id written back to the order. What the engine cannot do yet, so this test
-// works around it (see the report in the commit message):
-//   - Rules map whole top-level fields: an order's line_items (name,
-//     quantity, price) cannot be reshaped into invoice_lines (description,
-//     unit_price, quantity, ledger_account_id); mapped as they are, Sage
-//     rejects every invoice ("description can't be blank
-//     (invoice_lines[0].description)..."). Here every invoice gets one
-//     constant line.
-//   - No rule looks up (or creates) the Sage contact of the order's email:
-//     contact_id is a constant, one "Shopify web sales" contact.
+// ordersToInvoicesMapping is the flagship orders -> invoices mapping: each
+// line item becomes an invoice line (the price a number), and the order's
+// email becomes the Sage contact's id, creating the contact when missing.
+func ordersToInvoicesMapping() []map[string]any {
+	return []map[string]any{
+		{"source": "name", "target": "reference"},
+		{"source": "created_at", "target": "date", "transform": "format_date", "format": "YYYY-MM-DD"},
+		{"source": "currency", "target": "currency_id"},
+		{"source": "email", "target": "contact_id", "transform": "trim", "lookup": map[string]any{
+			"object": "contacts", "field": "email", "create": []map[string]any{
+				{"source": "email", "target": "email", "transform": "trim,lower"},
+				{"source": "customer_name", "target": "name", "default": "Shopify customer"},
+				{"target": "contact_type_ids", "value": []string{"CUSTOMER"}},
+			}}},
+		{"source": "line_items", "target": "invoice_lines", "items": []map[string]any{
+			{"source": "name", "target": "description"},
+			{"source": "quantity", "target": "quantity"},
+			{"source": "price", "target": "unit_price", "transform": "number"},
+			{"target": "ledger_account_id", "value": "la-sales"},
+		}},
+	}
+}
+
+// Shopify orders -> Sage sales invoices, one way: every line item becomes
+// an invoice line, the invoice's contact is the Sage contact with the
+// order's email (created first when missing, once per email), the invoice
+// id is written back to the order's external_id metafield (the merchant's
+// note stays), and no invoice is ever created twice.
 func TestFlagshipShopifyOrdersToSageInvoicesOneWay(t *testing.T) {
 	t.Parallel()
 	clock := shopfake.NewClock(time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second))
@@ -341,19 +359,40 @@ func TestFlagshipShopifyOrdersToSageInvoicesOneWay(t *testing.T) {
 	t.Cleanup(sageSrv.Close)
 	const biz = "biz-1"
 	access, refresh, expires := sage.IssueTokens()
-	webSales := sage.Put(biz, "contacts", map[string]any{"name": "Shopify web sales", "reference": "SHOPIFY",
-		"contact_types": []any{map[string]any{"id": "CUSTOMER"}}})
+	customer := func(name, email string) map[string]any {
+		return map[string]any{"name": name, "main_contact_person": map[string]any{"email": email}, "email": email,
+			"contact_types": []any{map[string]any{"id": "CUSTOMER"}}}
+	}
+	ann := sage.Put(biz, "contacts", customer("Ann Existing", "ann@example.com"))
+	sage.Put(biz, "contacts", customer("Dup One", "dup@example.com"))
+	sage.Put(biz, "contacts", customer("Dup Two", "DUP@example.com"))
+
 	day := time.Date(2026, 3, 4, 10, 30, 0, 0, time.UTC)
-	var orderIDs []int
-	for i := range 3 {
-		gid := shop.AddOrder(shopfake.Order{Email: fmt.Sprintf("buyer%d@example.com", i), Currency: "GBP", Status: "PAID",
-			Total: "30.00", LineItems: []shopfake.LineItem{{Name: "Mug", Quantity: 2, Price: "15.00"}},
-			CreatedAt: day.AddDate(0, 0, i), UpdatedAt: clock.Now()})
+	var many []shopfake.LineItem
+	for i := range 12 { // more lines than the first page of an order's lines
+		many = append(many, shopfake.LineItem{Name: fmt.Sprintf("Card %02d", i), Quantity: 1, Price: fmt.Sprintf("%d.25", i+1)})
+	}
+	type order struct {
+		email, customer, note string
+		lines                 []shopfake.LineItem
+	}
+	orders := []order{
+		{email: " Ann@Example.com", customer: "Ann Lee", note: "Leave at the door",
+			lines: []shopfake.LineItem{{Name: "Mug", Quantity: 2, Price: "15.00"}, {Name: "Tea", Quantity: 1, Price: "4.50"}}},
+		{email: "bob@example.com", customer: "Bob Baker", lines: []shopfake.LineItem{{Name: "Pot", Quantity: 1, Price: "30.00"}}},
+		{email: "BOB@example.com", customer: "Bob Baker", lines: []shopfake.LineItem{{Name: "Lid", Quantity: 3, Price: "2.00"}}},
+		{email: "carol@example.com", lines: many},
+		{email: "dup@example.com", customer: "Dup", lines: []shopfake.LineItem{{Name: "Mug", Quantity: 1, Price: "15.00"}}},
+	}
+	var ids []int
+	for i, o := range orders {
+		gid := shop.AddOrder(shopfake.Order{Email: o.email, CustomerName: o.customer, Note: o.note, Currency: "GBP", Status: "PAID",
+			Total: "1.00", LineItems: o.lines, CreatedAt: day.AddDate(0, 0, i), UpdatedAt: clock.Now()})
 		var n int
 		if _, err := fmt.Sscanf(gid, "gid://shopify/Order/%d", &n); err != nil {
 			t.Fatalf("order gid %q: %v", gid, err)
 		}
-		orderIDs = append(orderIDs, n)
+		ids = append(ids, n)
 	}
 	clock.Advance(time.Minute)
 
@@ -369,59 +408,185 @@ func TestFlagshipShopifyOrdersToSageInvoicesOneWay(t *testing.T) {
 			"refresh_token": refresh, "expires_at": expires.Format(time.RFC3339), "business_id": biz,
 			"base_url": sageSrv.URL, "token_url": sageSrv.URL + "/token"},
 	})
-	wf := h.must(t, http.StatusCreated, "POST", "/v1/workflows", tok, map[string]any{
-		"name":      "Shopify orders -> Sage sales invoices",
-		"source":    map[string]any{"connection_id": shopConn["id"], "object": "orders"},
-		"target":    map[string]any{"connection_id": sageConn["id"], "object": "sales_invoices"},
-		"direction": "one_way",
-		"mapping": []map[string]any{
-			{"source": "name", "target": "reference"},
-			{"source": "created_at", "target": "date", "transform": "format_date", "format": "YYYY-MM-DD"},
-			{"source": "currency", "target": "currency_id"},
-			{"target": "contact_id", "value": webSales},
-			{"target": "invoice_lines", "value": []any{map[string]any{"description": "Shopify order", "ledger_account_id": "la-sales", "unit_price": 30, "quantity": 1}}},
-		},
-		"write_back":       map[string]any{"field": "note"},
+	body := map[string]any{
+		"name":             "Shopify orders -> Sage sales invoices",
+		"source":           map[string]any{"connection_id": shopConn["id"], "object": "orders"},
+		"target":           map[string]any{"connection_id": sageConn["id"], "object": "sales_invoices"},
+		"direction":        "one_way",
+		"mapping":          ordersToInvoicesMapping(),
+		"write_back":       map[string]any{"field": "external_id"},
 		"interval_seconds": 900,
-	})
+	}
+	// A lookup in an object the target does not have is refused, saying why.
+	bad := ordersToInvoicesMapping()
+	bad[3]["lookup"] = map[string]any{"object": "customers", "field": "email"}
+	badBody := maps.Clone(body)
+	badBody["mapping"] = bad
+	if r := h.do(t, "POST", "/v1/workflows", tok, badBody); r.Status != http.StatusUnprocessableEntity ||
+		!strings.Contains(string(r.Body), `lookup.object \"customers\" is not an object`) {
+		t.Fatalf("workflow with a lookup in a missing object: %d %s", r.Status, r.Body)
+	}
+	wf := h.must(t, http.StatusCreated, "POST", "/v1/workflows", tok, body)
 	wfID, _ := wf["id"].(string)
 
 	run := h.runWorkflow(t, tok, wfID)
-	if c := counts(t, run); c["created"] != 3 || c["failed"] != 0 {
-		t.Fatalf("first run = %v, want 3 invoices created", run)
+	if c := counts(t, run); c["created"] != 4 || c["failed"] != 1 {
+		t.Fatalf("first run = %v, want 4 invoices created and the ambiguous email failed", run)
+	}
+	recs := h.must(t, http.StatusOK, "GET", fmt.Sprintf("/v1/runs/%s/records", run["id"]), tok, nil)
+	if items, _ := recs["items"].([]any); len(items) != 1 || !strings.Contains(fmt.Sprint(items[0]), `2 contacts records have email "dup@example.com"`) {
+		t.Errorf("failed records = %v, want the dup@example.com order, naming both contacts", recs["items"])
+	}
+
+	contactOf := map[string]string{}
+	for _, c := range sage.List(biz, "contacts") {
+		email := strings.ToLower(fmt.Sprint(c["email"]))
+		if _, dup := contactOf[email]; dup && email != "dup@example.com" {
+			t.Errorf("two Sage contacts with email %s", email)
+		}
+		contactOf[email] = fmt.Sprint(c["id"])
+		if email == "bob@example.com" && c["name"] != "Bob Baker" {
+			t.Errorf("created contact for bob: name %v, want the order's customer name", c["name"])
+		}
+		if email == "carol@example.com" && c["name"] != "Shopify customer" {
+			t.Errorf("created contact for carol: name %v, want the default", c["name"])
+		}
+	}
+	if len(contactOf) != 4 || contactOf["ann@example.com"] != ann {
+		t.Fatalf("Sage contacts by email = %v, want ann reused (%s) and bob and carol created once", contactOf, ann)
 	}
 	invoices := map[string]bool{}
-	for i, id := range orderIDs {
+	for i, id := range ids {
 		o, ok := shop.Order(id)
 		if !ok {
 			t.Fatalf("order %d is gone", id)
 		}
-		inv := sage.Get(biz, "sales_invoices", o.Note)
-		if inv == nil {
-			t.Fatalf("order %s: write-back note %q is not a Sage invoice id", o.Name, o.Note)
+		if o.Note != orders[i].note {
+			t.Errorf("order %s: note %q, want the merchant's %q untouched", o.Name, o.Note, orders[i].note)
 		}
-		invoices[o.Note] = true
-		if got, want := fmt.Sprint(inv["reference"]), o.Name; got != want {
-			t.Errorf("invoice %s: reference %q, want the order name %q", o.Note, got, want)
+		invID := o.Metafields["synchron.external_id"]
+		if i == 4 {
+			if invID != "" {
+				t.Errorf("the ambiguous order got invoice %s", invID)
+			}
+			continue
+		}
+		inv := sage.Get(biz, "sales_invoices", invID)
+		if inv == nil {
+			t.Fatalf("order %s: external_id %q is not a Sage invoice id", o.Name, invID)
+		}
+		invoices[invID] = true
+		if got := fmt.Sprint(inv["reference"]); got != o.Name {
+			t.Errorf("invoice %s: reference %q, want the order name %q", invID, got, o.Name)
 		}
 		if got, want := fmt.Sprint(inv["date"]), day.AddDate(0, 0, i).Format("2006-01-02"); got != want {
-			t.Errorf("invoice %s: date %q, want %q", o.Note, got, want)
+			t.Errorf("invoice %s: date %q, want %q", invID, got, want)
 		}
-		if c, _ := inv["contact"].(map[string]any); c == nil || c["id"] != webSales {
-			t.Errorf("invoice %s: contact %v, want %s", o.Note, inv["contact"], webSales)
+		wantContact := contactOf[strings.ToLower(strings.TrimSpace(orders[i].email))]
+		if c, _ := inv["contact"].(map[string]any); c == nil || c["id"] != wantContact {
+			t.Errorf("invoice %s: contact %v, want %s", invID, inv["contact"], wantContact)
+		}
+		lines, _ := inv["invoice_lines"].([]any)
+		if len(lines) != len(orders[i].lines) {
+			t.Fatalf("invoice %s has %d lines, want the order's %d", invID, len(lines), len(orders[i].lines))
+		}
+		for k, l := range lines {
+			line, _ := l.(map[string]any)
+			want := orders[i].lines[k]
+			if line["description"] != want.Name || fmt.Sprint(line["quantity"]) != fmt.Sprint(want.Quantity) ||
+				fmt.Sprintf("%.2f", line["unit_price"]) != want.Price {
+				t.Errorf("invoice %s line %d = %v, want %+v", invID, k, line, want)
+			}
 		}
 	}
-	if len(invoices) != 3 {
-		t.Fatalf("orders point at %d distinct invoices, want 3", len(invoices))
+	if len(invoices) != 4 {
+		t.Fatalf("orders point at %d distinct invoices, want 4", len(invoices))
 	}
 
 	clock.Advance(time.Minute)
 	if c := counts(t, h.runWorkflow(t, tok, wfID)); c["transactions"] != 0 || c["created"] != 0 {
 		t.Fatalf("idle run = %v, want 0 transactions (the write-back must not echo)", c)
 	}
-	shop.AddOrder(shopfake.Order{Email: "late@example.com", Currency: "GBP", Status: "PAID", Total: "30.00", CreatedAt: day})
+	// A contact added in Sage meanwhile is found, not created again; an
+	// order of a known new contact reuses it.
+	erin := sage.Put(biz, "contacts", customer("Erin Early", "erin@example.com"))
+	shop.AddOrder(shopfake.Order{Email: "erin@example.com", CustomerName: "Erin", Currency: "GBP", Status: "PAID", Total: "1.00", CreatedAt: day,
+		LineItems: []shopfake.LineItem{{Name: "Mug", Quantity: 1, Price: "15.00"}}})
+	shop.AddOrder(shopfake.Order{Email: "bob@example.com", Currency: "GBP", Status: "PAID", Total: "1.00", CreatedAt: day,
+		LineItems: []shopfake.LineItem{{Name: "Mug", Quantity: 1, Price: "15.00"}}})
+	before := len(sage.List(biz, "contacts"))
 	clock.Advance(time.Minute)
-	if c := counts(t, h.runWorkflow(t, tok, wfID)); c["created"] != 1 || c["failed"] != 0 {
-		t.Fatalf("run after a new order = %v, want 1 invoice created", c)
+	if c := counts(t, h.runWorkflow(t, tok, wfID)); c["created"] != 2 || c["failed"] != 0 {
+		t.Fatalf("run after two new orders = %v, want 2 invoices created", c)
+	}
+	if after := len(sage.List(biz, "contacts")); after != before {
+		t.Errorf("Sage has %d contacts after the run, want %d (erin found, bob reused)", after, before)
+	}
+	byContact := map[string]int{}
+	for _, inv := range sage.List(biz, "sales_invoices") {
+		if c, _ := inv["contact"].(map[string]any); c != nil {
+			byContact[fmt.Sprint(c["id"])]++
+		}
+	}
+	if byContact[erin] != 1 || byContact[contactOf["bob@example.com"]] != 3 {
+		t.Errorf("invoices by contact = %v, want 1 for erin (%s) and 3 for bob", byContact, erin)
+	}
+}
+
+// The same mapping without a write-back (the one-way fast path): a contact
+// Sage refuses to create fails only the orders with that email, saying why,
+// and the others get their invoices.
+func TestFlagshipOrdersLookupCreateRejected(t *testing.T) {
+	t.Parallel()
+	clock := shopfake.NewClock(time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second))
+	shop := shopfake.New(shopfake.Options{Token: flagshipShopToken, Now: clock.Now})
+	shopSrv := httptest.NewServer(shop)
+	t.Cleanup(shopSrv.Close)
+	sage, err := sagefake.New(sagefake.Options{Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sageSrv := httptest.NewServer(sage)
+	t.Cleanup(sageSrv.Close)
+	const biz = "biz-1"
+	access, refresh, expires := sage.IssueTokens()
+	line := []shopfake.LineItem{{Name: "Mug", Quantity: 1, Price: "15.00"}}
+	for _, email := range []string{"good@example.com", "not-an-email", "also-good@example.com"} {
+		shop.AddOrder(shopfake.Order{Email: email, Currency: "GBP", Status: "PAID", Total: "15.00", LineItems: line, UpdatedAt: clock.Now()})
+	}
+	clock.Advance(time.Minute)
+	h := startHost(t, testdb.URL(t), "SYNCHRON_SCHEDULER=off")
+	tok := h.signup(t, "flagship-orders-rejected@example.com")
+	shopConn := h.must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
+		"app": "shopify", "name": "Shop",
+		"config": map[string]any{"shop": "acme.myshopify.com", "access_token": flagshipShopToken, "base_url": shopSrv.URL},
+	})
+	sageConn := h.must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
+		"app": "sage", "name": "Accounts",
+		"config": map[string]any{"client_id": "client", "client_secret": "secret", "access_token": access,
+			"refresh_token": refresh, "expires_at": expires.Format(time.RFC3339), "business_id": biz,
+			"base_url": sageSrv.URL, "token_url": sageSrv.URL + "/token"},
+	})
+	wf := h.must(t, http.StatusCreated, "POST", "/v1/workflows", tok, map[string]any{
+		"name":      "Orders -> invoices, no write-back",
+		"source":    map[string]any{"connection_id": shopConn["id"], "object": "orders"},
+		"target":    map[string]any{"connection_id": sageConn["id"], "object": "sales_invoices"},
+		"direction": "one_way", "mapping": ordersToInvoicesMapping(), "interval_seconds": 900,
+	})
+	run := h.runWorkflow(t, tok, wf["id"].(string))
+	if c := counts(t, run); c["created"] != 2 || c["failed"] != 1 {
+		t.Fatalf("run = %v, want 2 invoices and 1 failure", run)
+	}
+	recs := h.must(t, http.StatusOK, "GET", fmt.Sprintf("/v1/runs/%s/records", run["id"]), tok, nil)
+	items, _ := recs["items"].([]any)
+	if len(items) != 1 || !strings.Contains(fmt.Sprint(items[0]), `creating the contacts record for email "not-an-email" failed`) ||
+		!strings.Contains(fmt.Sprint(items[0]), "email is invalid") {
+		t.Fatalf("failed records = %v, want the not-an-email order with Sage's reason", items)
+	}
+	if n := len(sage.List(biz, "contacts")); n != 2 {
+		t.Errorf("Sage has %d contacts, want the 2 valid ones", n)
+	}
+	if n := len(sage.List(biz, "sales_invoices")); n != 2 {
+		t.Errorf("Sage has %d invoices, want 2", n)
 	}
 }

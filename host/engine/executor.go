@@ -478,6 +478,7 @@ func (e *Executor) linkJob(a *attemptSetup, runID string) (*linkJob, error) {
 			SideTarget: {side: SideTarget, connID: w.TargetConnectionID, conn: a.dst, config: a.dstCfg, object: w.TargetObject, cursor: w.TargetCursor},
 		},
 	}
+	j.lookups = newLookups(e.db, w.AccountID, j.sides[SideTarget], a.mapper, e.opts.BatchSize, e.opts.Retry)
 	var err error
 	if j.match, err = mapping.ParseMatch(w.Match); err != nil {
 		return nil, fmt.Errorf("workflow match: %w", err)
@@ -529,12 +530,15 @@ func (e *Executor) attempt(ctx context.Context, run *claimedRun) error {
 	if err != nil {
 		return err
 	}
-	_, err = Sync(ctx, Job{
+	job := Job{
 		Source: a.src, SourceConfig: a.srcCfg, SourceObject: w.SourceObject,
 		Target: a.dst, TargetConfig: a.dstCfg, TargetObject: w.TargetObject,
 		Mapper: a.mapper, Cursor: w.Cursor, BatchSize: e.opts.BatchSize, Retry: e.opts.Retry, Retries: retries,
 		Commit: func(ctx context.Context, p Progress) error { return e.commit(ctx, run, w, p) },
-	})
+	}
+	target := &sideConn{side: SideTarget, connID: w.TargetConnectionID, conn: a.dst, config: a.dstCfg, object: w.TargetObject}
+	job.lookups = newLookups(e.db, w.AccountID, target, a.mapper, e.opts.BatchSize, e.opts.Retry)
+	_, err = Sync(ctx, job)
 	return err
 }
 

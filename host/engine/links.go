@@ -88,6 +88,8 @@ type linkJob struct {
 
 	deletions []deletion
 	notice    string
+	// lookups resolves the mapping's lookup rules (nil: none).
+	lookups *lookups
 }
 
 type deletion struct {
@@ -460,6 +462,11 @@ func (j *linkJob) chunk(ctx context.Context, my Side, rows []row) error {
 		}
 		return j.markDone(ctx, my, rows, settled)
 	}
+	if my == SideSource && j.lookups != nil && len(writes) > 0 {
+		if writes, err = j.resolveLookups(ctx, writes, byRef); err != nil {
+			return err
+		}
+	}
 	if len(writes) > 0 {
 		results, err := writeWithRetry(ctx, j.sides[other], writes, j.retry)
 		if err != nil && !errors.Is(err, ErrRetriesExhausted) {
@@ -488,6 +495,31 @@ func (j *linkJob) chunk(ctx context.Context, my Side, rows []row) error {
 		return err
 	}
 	return j.commitChunk(ctx, my, rows, ops, settled)
+}
+
+// resolveLookups resolves the lookup rules of the writes to the target; the
+// writes whose lookup fails are left out and their ops fail (rejected, so
+// they are retried).
+func (j *linkJob) resolveLookups(ctx context.Context, writes []sdk.WriteRecord, byRef map[string]*op) ([]sdk.WriteRecord, error) {
+	sources := make(map[string]json.RawMessage, len(writes))
+	for _, w := range writes {
+		sources[w.Ref] = byRef[w.Ref].r.Fields
+	}
+	failed, err := j.lookups.resolve(ctx, writes, sources)
+	if err != nil {
+		return nil, err
+	}
+	kept := writes[:0]
+	for _, w := range writes {
+		o := byRef[w.Ref]
+		if msg, bad := failed[w.Ref]; bad {
+			o.failed, o.note = "rejected", msg
+			continue
+		}
+		o.write.Fields, o.mapped = w.Fields, w.Fields
+		kept = append(kept, w)
+	}
+	return kept, nil
 }
 
 // lookupCandidates finds, for the matching keys of the chunk's unlinked
@@ -805,6 +837,7 @@ func writeWithRetry(ctx context.Context, s *sideConn, records []sdk.WriteRecord,
 		}
 		if resp.UpdatedConfig != nil {
 			s.updatedConfig = resp.UpdatedConfig
+			s.config = resp.UpdatedConfig
 		}
 		if len(resp.Results) != len(pending) {
 			return out, fmt.Errorf("write %s %s: connector answered %d results for %d records: %s", s.side, s.object, len(resp.Results), len(pending), resp.Diagnostics.Error())

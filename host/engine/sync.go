@@ -99,6 +99,9 @@ type Job struct {
 	// Commit persists one batch's progress; it is called after the batch's
 	// writes have been answered and before the next batch is written.
 	Commit func(ctx context.Context, p Progress) error
+	// lookups resolves the mapping's lookup rules (nil: none); its target
+	// is the connection written to.
+	lookups *lookups
 }
 
 // Sync streams the source from job.Cursor to its end through the mapping
@@ -223,8 +226,18 @@ func writeBatch(ctx context.Context, job Job, pb *prepared) error {
 		return nil
 	}
 	target := &sideConn{side: SideTarget, conn: job.Target, config: job.TargetConfig, object: job.TargetObject}
-	results, err := writeWithRetry(ctx, target, pb.records, job.Retry)
 	p := &pb.progress
+	if job.lookups != nil {
+		target = job.lookups.target
+		if err := resolveBatch(ctx, job.lookups, pb); err != nil {
+			return err
+		}
+		if len(pb.records) == 0 {
+			p.TargetConfig = target.updatedConfig
+			return nil
+		}
+	}
+	results, err := writeWithRetry(ctx, target, pb.records, job.Retry)
 	p.TargetConfig = target.updatedConfig
 	if err != nil {
 		return err
@@ -256,6 +269,32 @@ func writeBatch(ctx context.Context, job Job, pb *prepared) error {
 			p.Failures = append(p.Failures, Failure{RecordID: r.ID, Status: "rejected", Message: msg, Record: r})
 		}
 	}
+	return nil
+}
+
+// resolveBatch resolves the lookups of a prepared batch; records whose
+// lookup fails are rejected (and kept for a retry).
+func resolveBatch(ctx context.Context, l *lookups, pb *prepared) error {
+	sources := make(map[string]json.RawMessage, len(pb.records))
+	for _, w := range pb.records {
+		sources[w.Ref] = pb.recs[w.Ref].Fields
+	}
+	failed, err := l.resolve(ctx, pb.records, sources)
+	if err != nil {
+		return err
+	}
+	p := &pb.progress
+	kept := pb.records[:0]
+	for _, w := range pb.records {
+		if msg, bad := failed[w.Ref]; bad {
+			r := pb.recs[w.Ref]
+			p.Counts.Failed++
+			p.Failures = append(p.Failures, Failure{RecordID: r.ID, Status: "rejected", Message: msg, Record: r})
+			continue
+		}
+		kept = append(kept, w)
+	}
+	pb.records = kept
 	return nil
 }
 

@@ -15,7 +15,9 @@
 // field written, Target is left out).
 //
 // Transforms (Rule.Transform, a comma-separated list applied in order) work
-// on the value read: trim, lower and upper change strings; format_date
+// on the value read: trim, lower and upper change strings; number turns a
+// decimal string ("15.00") into a JSON number, keeping its digits (and back
+// into a string towards the source); format_date
 // rewrites a date with Rule.Format (the pattern language is described
 // below); map replaces values listed in Rule.Map.
 // Transforms always describe the way to the target: in the to_source
@@ -140,6 +142,15 @@ type Rule struct {
 	// AllowEmpty lets an empty value (null or "") overwrite a filled value
 	// on the other side.
 	AllowEmpty bool `json:"allow_empty,omitempty"`
+	// Items maps each element of the source array field Source (a list of
+	// objects, such as an order's line items) with these rules into the
+	// target array field Target (such as an invoice's lines). Such a rule
+	// flows only to the target; see items.go.
+	Items []Rule `json:"items,omitempty"`
+	// Lookup turns the value read (or the constant) into the id of a record
+	// of another object of the target's connection, found by one of its
+	// fields and created first when missing; see items.go.
+	Lookup *Lookup `json:"lookup,omitempty"`
 }
 
 func (r Rule) constant() bool { return len(r.Value) > 0 }
@@ -149,7 +160,7 @@ func (r Rule) direction() string {
 	switch {
 	case r.Direction != "":
 		return r.Direction
-	case r.constant():
+	case r.constant(), r.oneWayOnly():
 		return DirectionToTarget
 	}
 	return DirectionBoth
@@ -231,7 +242,7 @@ func Parse(raw json.RawMessage) ([]Rule, error) {
 	dec.DisallowUnknownFields()
 	var rules []Rule
 	if err := dec.Decode(&rules); err != nil {
-		return nil, &Error{Index: -1, Message: "mapping must be an array of {source, target, direction, transform, format, map, value, default, allow_empty} objects: " + err.Error()}
+		return nil, &Error{Index: -1, Message: "mapping must be an array of {source, target, direction, transform, format, map, value, default, allow_empty, items, lookup} objects: " + err.Error()}
 	}
 	if len(rules) == 0 {
 		return nil, &Error{Index: -1, Message: "mapping is empty: give at least one rule"}
@@ -240,7 +251,7 @@ func Parse(raw json.RawMessage) ([]Rule, error) {
 		if err := checkRule(i, rules[i]); err != nil {
 			return nil, err
 		}
-		rules[i].Direction = rules[i].direction()
+		normalize(&rules[i])
 	}
 	targets := make(map[string]int, len(rules))
 	sources := make(map[string]int, len(rules))
@@ -274,7 +285,8 @@ const (
 	transformUpper  = "upper"
 	transformDate   = "format_date"
 	transformMap    = "map"
-	transformsValid = "use trim, lower, upper, format_date or map"
+	transformNumber = "number"
+	transformsValid = "use trim, lower, upper, number, format_date or map"
 )
 
 func splitTransforms(s string) []string {
@@ -335,7 +347,7 @@ func checkRule(i int, r Rule) *Error {
 	var hasDate, hasMap bool
 	for _, t := range splitTransforms(r.Transform) {
 		switch t {
-		case transformTrim, transformLower, transformUpper:
+		case transformTrim, transformLower, transformUpper, transformNumber:
 		case transformDate:
 			hasDate = true
 		case transformMap:
@@ -358,6 +370,9 @@ func checkRule(i int, r Rule) *Error {
 		if _, err := compileDate(r.Format); err != nil {
 			return fail(name, "rule for %q: %s", name, err)
 		}
+	}
+	if err := checkNested(i, r); err != nil {
+		return err
 	}
 	if hasMap && r.toSource() {
 		if a, b, v, ok := collision(r.Map); ok {
@@ -415,6 +430,9 @@ func Validate(rules []Rule, source, target sdk.Object) error {
 				return &Error{Index: i, Field: r.Target, Message: fmt.Sprintf("target field %q of %q is read-only, but direction %q writes to it: set direction \"to_source\" to only read it, or map another field", r.Target, target.Name, dir)}
 			}
 		}
+		if err := validateItems(i, r, source, target); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -451,8 +469,9 @@ var ErrNotObject = errors.New("record fields are not a JSON object")
 // Mapper applies a validated set of rules to records. It is safe for
 // concurrent use.
 type Mapper struct {
-	plans [2]plan       // by from side - 1
-	sides [2]projection // by side - 1
+	plans   [2]plan       // by from side - 1
+	sides   [2]projection // by side - 1
+	lookups []LookupRule
 }
 
 // NewMapper prepares rules (as returned by Parse) for application. When two
@@ -469,6 +488,9 @@ func NewMapper(rules []Rule) (*Mapper, error) {
 			return nil, fmt.Errorf("mapping: rule %d: %w", i, err)
 		}
 		compiled[i] = c
+		if r.Lookup != nil {
+			m.lookups = append(m.lookups, LookupRule{Rule: i, Target: r.Target, Object: r.Lookup.Object, Field: r.Lookup.Field, create: c.create})
+		}
 	}
 	m.plans[0] = newPlan(rules, compiled, SideSource)
 	m.plans[1] = newPlan(rules, compiled, SideTarget)

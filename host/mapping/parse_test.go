@@ -40,7 +40,7 @@ func TestParseRejectsBadRules(t *testing.T) {
 		},
 		"unknown transform": {
 			raw:     `[{"source":"a","target":"b","transform":"trim,title"}]`,
-			wantMsg: []string{`unknown transform "title" in rule for "b"`, `use trim, lower, upper, format_date or map`}, wantField: "b",
+			wantMsg: []string{`unknown transform "title" in rule for "b"`, `use trim, lower, upper, number, format_date or map`}, wantField: "b",
 		},
 		"format_date without format": {
 			raw:     `[{"source":"a","target":"day","transform":"format_date"}]`,

@@ -18,6 +18,7 @@ const (
 	stepUpper
 	stepDate
 	stepMap
+	stepNumber
 )
 
 // compiledRule holds what NewMapper derives from a checked Rule.
@@ -27,6 +28,8 @@ type compiledRule struct {
 	inverse map[string]string // Map read backwards
 	value   []byte            // canonical constant, nil for field rules
 	def     []byte            // canonical default, nil when none or null
+	items   *Mapper           // the item rules, nil for other rules
+	create  *Mapper           // lookup.create, nil when none
 }
 
 func compileRule(r Rule) (compiledRule, error) {
@@ -43,6 +46,8 @@ func compileRule(r Rule) (compiledRule, error) {
 			c.steps = append(c.steps, stepDate)
 		case transformMap:
 			c.steps = append(c.steps, stepMap)
+		case transformNumber:
+			c.steps = append(c.steps, stepNumber)
 		}
 	}
 	if slices.Contains(c.steps, stepDate) {
@@ -68,6 +73,9 @@ func compileRule(r Rule) (compiledRule, error) {
 	if isNull(c.def) {
 		c.def = nil
 	}
+	if c.items, c.create, err = compileNested(r); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -84,6 +92,7 @@ type flow struct {
 	steps      []stepKind
 	date       *datePattern
 	mp         map[string]string // Map, or its inverse towards the source
+	items      *plan             // the item rules' plan, for items rules
 	reverse    bool              // towards the source
 	allowEmpty bool
 	// echo is the rule's way to the target, for flows towards the source
@@ -112,6 +121,9 @@ func newPlan(rules []Rule, compiled []compiledRule, from Side) plan {
 		case from == SideSource && r.toTarget():
 			f.read, f.write, f.mp = r.Source, r.Target, r.Map
 			f.steps = c.steps
+			if c.items != nil {
+				f.items = &c.items.plans[0]
+			}
 			if r.direction() != DirectionToSource {
 				f.def = c.def
 			}
@@ -198,6 +210,17 @@ func (p *plan) run(fields, current []byte) ([]byte, error) {
 			}
 		}
 		if f.echo != nil && had != nil && f.echo.maps(had, raw) {
+			continue
+		}
+		if f.items != nil && !isNull(raw) {
+			if len(out) > 1 {
+				out = append(out, ',')
+			}
+			out = append(out, f.key...)
+			var err error
+			if out, err = f.mapItems(out, raw); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		v := value{raw: raw}
@@ -298,6 +321,11 @@ func (f *flow) transform(raw, had []byte) (value, error) {
 			if v, err = f.convertDate(v, had); err != nil {
 				return value{}, err
 			}
+		case stepNumber:
+			var err error
+			if v, err = f.convertNumber(v); err != nil {
+				return value{}, err
+			}
 		}
 	}
 	return v, nil
@@ -340,6 +368,35 @@ func (f *flow) convertDate(v value, had []byte) (value, error) {
 		}
 	}
 	return formatStyle(t, style), nil
+}
+
+// convertNumber is the number transform: towards the target a decimal
+// string becomes a JSON number with the same digits; towards the source a
+// number becomes a string. Empty values and values already of the wanted
+// kind pass through.
+func (f *flow) convertNumber(v value) (value, error) {
+	if f.reverse {
+		if !v.isStr && len(v.raw) > 0 && isNumberText(v.raw) {
+			return value{str: string(v.raw), isStr: true}, nil
+		}
+		return v, nil
+	}
+	if !v.isStr {
+		return v, nil
+	}
+	s := strings.TrimSpace(v.str)
+	if s == "" {
+		return v, nil
+	}
+	s = strings.TrimPrefix(s, "+")
+	if !isNumberText([]byte(s)) {
+		field := f.read
+		if field == "" {
+			field = f.write
+		}
+		return value{}, &Error{Index: f.rule, Field: field, Message: fmt.Sprintf("field %q: %q is not a number: the number transform reads decimals such as 15.00 or -3.5", field, short([]byte(v.str)))}
+	}
+	return value{raw: []byte(s)}, nil
 }
 
 func (f *flow) notDate(v value) error {

@@ -266,6 +266,24 @@ func (s *Server) Get(biz, coll, id string) map[string]any {
 	return out
 }
 
+// List returns copies of the stored records of a collection, by id.
+func (s *Server) List(biz, coll string) []map[string]any {
+	s.mu.Lock()
+	ids := make([]string, 0, len(s.biz[biz].objs[coll]))
+	for id := range s.biz[biz].objs[coll] {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	sort.Strings(ids)
+	out := make([]map[string]any, 0, len(ids))
+	for _, id := range ids {
+		if rec := s.Get(biz, coll, id); rec != nil {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
 func displayed(coll string, rec map[string]any) string {
 	for _, k := range []string{"name", "description", "invoice_number"} {
 		if v, ok := rec[k].(string); ok && v != "" {

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"regexp"
@@ -101,6 +102,11 @@ type Order struct {
 	Tags                                []string
 	LineItems                           []LineItem
 	CreatedAt, UpdatedAt                time.Time
+	// CustomerName is the display name of the order's customer ("": no
+	// customer).
+	CustomerName string
+	// Metafields by "namespace.key".
+	Metafields map[string]string
 }
 
 // Product is a stored product.
@@ -226,7 +232,9 @@ func (s *Server) Order(id int) (Order, bool) {
 	defer s.mu.Unlock()
 	for _, o := range s.orders {
 		if o.ID == id {
-			return *o, true
+			c := *o
+			c.Metafields = maps.Clone(o.Metafields)
+			return c, true
 		}
 	}
 	return Order{}, false
@@ -375,7 +383,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		actual += c
-		data[key(f)] = project(v, f.SelectionSet)
+		data[key(f)] = project(v, f.SelectionSet, vars)
 	}
 	if actual > cost {
 		actual = cost
@@ -517,8 +525,16 @@ func childrenWithoutObject(f *ast.Field, vars map[string]any) float64 {
 	return c
 }
 
+// pagedNodes is a nested connection (an order's lineItems): project pages
+// it with the field's first and after arguments.
+type pagedNodes []any
+
+// metafieldsKey holds an owner's metafields in its graph, for the
+// metafield(namespace, key) field.
+const metafieldsKey = "\x00metafields"
+
 // project keeps the selected fields of a resolved value.
-func project(v any, set ast.SelectionSet) any {
+func project(v any, set ast.SelectionSet, vars map[string]any) any {
 	if len(set) == 0 {
 		return v
 	}
@@ -526,17 +542,61 @@ func project(v any, set ast.SelectionSet) any {
 	case map[string]any:
 		out := map[string]any{}
 		for _, f := range fields(set) {
-			out[key(f)] = project(x[f.Name], f.SelectionSet)
+			val := x[f.Name]
+			switch nodes := val.(type) {
+			case pagedNodes:
+				val = page(nodes, args(f, vars))
+			}
+			if f.Name == "metafield" {
+				val = nil
+				a := args(f, vars)
+				ns, _ := a["namespace"].(string)
+				k, _ := a["key"].(string)
+				if mf, ok := x[metafieldsKey].(map[string]string); ok {
+					if value, ok := mf[ns+"."+k]; ok {
+						val = map[string]any{"__typename": "Metafield", "namespace": ns, "key": k, "value": value, "type": "single_line_text_field"}
+					}
+				}
+			}
+			out[key(f)] = project(val, f.SelectionSet, vars)
 		}
 		return out
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = project(e, set)
+			out[i] = project(e, set, vars)
 		}
 		return out
 	}
 	return v
+}
+
+// page answers a nested connection: cursors are positions ("n<index>").
+func page(nodes pagedNodes, a map[string]any) map[string]any {
+	start := 0
+	if after, _ := a["after"].(string); after != "" {
+		if n, err := strconv.Atoi(strings.TrimPrefix(after, "n")); err == nil {
+			start = n + 1
+		}
+	}
+	start = min(start, len(nodes))
+	first, ok := intArg(a, "first")
+	if !ok {
+		first = len(nodes)
+	}
+	end := min(len(nodes), start+first)
+	edges := make([]any, 0, end-start)
+	for i := start; i < end; i++ {
+		edges = append(edges, map[string]any{"node": nodes[i], "cursor": "n" + strconv.Itoa(i)})
+	}
+	var endCursor any
+	if end > start {
+		endCursor = "n" + strconv.Itoa(end-1)
+	}
+	return map[string]any{
+		"nodes": []any(nodes[start:end]), "edges": edges,
+		"pageInfo": map[string]any{"hasNextPage": end < len(nodes), "hasPreviousPage": start > 0, "endCursor": endCursor},
+	}
 }
 
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339) }
@@ -578,8 +638,17 @@ func (o *Order) graph() map[string]any {
 		"note": strOrNil(o.Note), "tags": tags(o.Tags), "currencyCode": o.Currency,
 		"displayFinancialStatus": strOrNil(o.Status), "createdAt": ts(o.CreatedAt), "updatedAt": ts(o.UpdatedAt),
 		"totalPriceSet": map[string]any{"shopMoney": map[string]any{"amount": o.Total, "currencyCode": o.Currency}},
-		"lineItems":     connection(lines, false, ""),
+		"lineItems":     pagedNodes(lines),
+		"customer":      customerOf(o.CustomerName),
+		metafieldsKey:   maps.Clone(o.Metafields),
 	}
+}
+
+func customerOf(name string) any {
+	if name == "" {
+		return nil
+	}
+	return map[string]any{"__typename": "Customer", "displayName": name}
 }
 
 func (p *Product) graph() map[string]any {
@@ -643,6 +712,15 @@ func (s *Server) resolve(op ast.Operation, f *ast.Field, vars map[string]any) (a
 		for _, p := range s.products {
 			items = append(items, item{p.ID, p.UpdatedAt, "", p.graph()})
 		}
+	case "order":
+		id, _ := a["id"].(string)
+		n, _ := parseGID("Order", id)
+		for _, o := range s.orders {
+			if o.ID == n {
+				return o.graph(), fieldCost(f, vars, false), nil
+			}
+		}
+		return nil, 1, nil
 	default:
 		return nil, 0, fmt.Errorf("field %q is not implemented by the fake", f.Name)
 	}
@@ -812,6 +890,21 @@ func (s *Server) mutate(name string, a map[string]any) (any, error) {
 					if s, ok := x.(string); ok {
 						o.Tags = append(o.Tags, s)
 					}
+				}
+			}
+			if mfs, ok := in["metafields"].([]any); ok {
+				for _, x := range mfs {
+					mf, _ := x.(map[string]any)
+					ns, _ := mf["namespace"].(string)
+					k, _ := mf["key"].(string)
+					v, _ := mf["value"].(string)
+					if ns == "" || k == "" {
+						return map[string]any{"order": nil, "userErrors": []any{userError("metafields", "Namespace and key are required")}}, nil
+					}
+					if o.Metafields == nil {
+						o.Metafields = map[string]string{}
+					}
+					o.Metafields[ns+"."+k] = v
 				}
 			}
 			o.UpdatedAt = now

@@ -44,8 +44,10 @@ func objects() []sdk.Object {
 				ro("total_price", sdk.TypeString, "Total in the shop currency (decimal string)"),
 				ro("currency", sdk.TypeString, "ISO 4217 code"),
 				ro("financial_status", sdk.TypeString, "PAID, PENDING, REFUNDED..."),
-				ro("line_items", sdk.TypeArray, "Up to the first 10 lines: {name, quantity, price}"),
-				rw("note", sdk.TypeString, ""),
+				ro("customer_name", sdk.TypeString, "Display name of the order's customer"),
+				ro("line_items", sdk.TypeArray, "Every line of the order: {name, quantity, price}"),
+				rw("note", sdk.TypeString, "The merchant's note"),
+				rw(ExternalIDField, sdk.TypeString, "The id of the order in the app a Synchron workflow writes it to (such as its Sage invoice), kept in the order metafield synchron.external_id: use it as write_back.field to leave the note to the merchant"),
 				rw("tags", sdk.TypeArray, "Tags (strings)"),
 				ro("created_at", sdk.TypeDateTime, ""),
 				ro("updated_at", sdk.TypeDateTime, ""),
@@ -73,8 +75,14 @@ func objects() []sdk.Object {
 // connection 2 + first times its node).
 const (
 	customerFields = `id email firstName lastName phone tags note createdAt updatedAt`
-	orderFields    = `id name email note tags currencyCode displayFinancialStatus createdAt updatedAt totalPriceSet { shopMoney { amount } } lineItems(first: 10) { nodes { name quantity originalUnitPriceSet { shopMoney { amount } } } }`
-	productFields  = `id title handle vendor productType status tags createdAt updatedAt`
+	lineFields     = `nodes { name quantity originalUnitPriceSet { shopMoney { amount } } } pageInfo { hasNextPage endCursor }`
+	orderFields    = `id name email note tags currencyCode displayFinancialStatus createdAt updatedAt totalPriceSet { shopMoney { amount } } customer { displayName } ` +
+		`externalId: metafield(namespace: "` + metafieldNamespace + `", key: "` + metafieldKey + `") { value } lineItems(first: ` + firstLines + `) { ` + lineFields + ` }`
+	// firstLines are the lines read with the order; the others are paged
+	// in by moreLines.
+	firstLines    = "10"
+	moreLines     = 100
+	productFields = `id title handle vendor productType status tags createdAt updatedAt`
 )
 
 type readSpec struct {
@@ -88,8 +96,9 @@ func readSpecFor(object string) (readSpec, bool) {
 	case "customers":
 		return readSpec{customerFields, 1, convertCustomer}, true
 	case "orders":
-		// order 1 + totalPriceSet 2 + lineItems (2 + 10 × (1 + originalUnitPriceSet 2))
-		return readSpec{orderFields, 35, convertOrder}, true
+		// order 1 + totalPriceSet 2 + customer 1 + metafield 1 + pageInfo 1
+		// + lineItems (2 + 10 × (1 + originalUnitPriceSet 2))
+		return readSpec{orderFields, 38, convertOrder}, true
 	case "products":
 		return readSpec{productFields, 1, convertProduct}, true
 	}
@@ -135,10 +144,14 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 		first = DefaultBatchSize
 	}
 	want := first
-	// pageSize keeps a page within 250 nodes and a query within 1000 points
-	// or the shop's whole bucket, as last reported.
+	// pageSize keeps a page within 250 nodes and a query within half of
+	// 1000 points or of the shop's bucket, as last reported: a query must
+	// find its whole requested cost in the bucket before it runs, and a
+	// page asking for the whole bucket would wait for it to refill (up to
+	// 20 s on a 50/s shop) even though reading costs much less (the
+	// requested cost counts 10 lines per order, most orders have fewer).
 	pageSize := func() int {
-		budget := math.Min(defaultMaximum, c.bucket(cfg.Shop).maximum())
+		budget := math.Min(defaultMaximum, c.bucket(cfg.Shop).maximum()) / 2
 		return max(1, min(want, 250, int(math.Floor((budget-2)/spec.perNode))))
 	}
 	doc := fmt.Sprintf(`query Read($first: Int!, $after: String, $query: String) { %s(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) { nodes { %s } pageInfo { hasNextPage endCursor } } }`, req.Object, spec.selection)
@@ -174,6 +187,17 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 				return fmt.Errorf("read %s of %s: %w", req.Object, cfg.Shop, err)
 			}
 			id, _ := fields["id"].(string)
+			if after, ok := fields[moreLinesKey].(string); ok {
+				delete(fields, moreLinesKey)
+				lines, err := c.moreLines(ctx, cfg, id, after)
+				if err != nil {
+					if d := callDiagnostic(cfg, err); d.Attribute != "" {
+						return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: sdk.Diagnostics{d}})
+					}
+					return fmt.Errorf("read the lines of order %s of %s: %w", id, cfg.Shop, err)
+				}
+				fields["line_items"] = append(fields["line_items"].([]map[string]any), lines...)
+			}
 			updated, err := time.Parse(time.RFC3339, fmt.Sprint(fields["updated_at"]))
 			if err != nil {
 				return fmt.Errorf("read %s of %s: record %s: updated_at: %w", req.Object, cfg.Shop, id, err)
@@ -235,6 +259,55 @@ func convertCustomer(raw json.RawMessage) (map[string]any, error) {
 	}, nil
 }
 
+// moreLinesKey marks a converted order whose lines go on after its first
+// page (the value is the cursor to page from).
+const moreLinesKey = "\x00more_lines"
+
+type linesPage struct {
+	Nodes []struct {
+		Name                 string `json:"name"`
+		Quantity             int    `json:"quantity"`
+		OriginalUnitPriceSet money  `json:"originalUnitPriceSet"`
+	} `json:"nodes"`
+	PageInfo struct {
+		HasNextPage bool   `json:"hasNextPage"`
+		EndCursor   string `json:"endCursor"`
+	} `json:"pageInfo"`
+}
+
+func (p linesPage) lines() []map[string]any {
+	out := make([]map[string]any, 0, len(p.Nodes))
+	for _, l := range p.Nodes {
+		out = append(out, map[string]any{"name": l.Name, "quantity": l.Quantity, "price": l.OriginalUnitPriceSet.ShopMoney.Amount})
+	}
+	return out
+}
+
+// moreLines pages in the lines of an order after its first page.
+func (c *Connector) moreLines(ctx context.Context, cfg Config, id, after string) ([]map[string]any, error) {
+	doc := `query Lines($id: ID!, $after: String) { order(id: $id) { lineItems(first: ` + strconv.Itoa(moreLines) + `, after: $after) { ` + lineFields + ` } } }`
+	var lines []map[string]any
+	for {
+		var out struct {
+			Order *struct {
+				LineItems linesPage `json:"lineItems"`
+			} `json:"order"`
+		}
+		// order 1 + lineItems (2 + 100 × 3) + pageInfo 1
+		if err := c.call(ctx, cfg, doc, map[string]any{"id": id, "after": after}, 4+moreLines*3, &out); err != nil {
+			return nil, err
+		}
+		if out.Order == nil {
+			return lines, nil // deleted meanwhile
+		}
+		lines = append(lines, out.Order.LineItems.lines()...)
+		if !out.Order.LineItems.PageInfo.HasNextPage {
+			return lines, nil
+		}
+		after = out.Order.LineItems.PageInfo.EndCursor
+	}
+}
+
 func convertOrder(raw json.RawMessage) (map[string]any, error) {
 	var n struct {
 		ID                     string   `json:"id"`
@@ -246,27 +319,35 @@ func convertOrder(raw json.RawMessage) (map[string]any, error) {
 		DisplayFinancialStatus *string  `json:"displayFinancialStatus"`
 		CreatedAt, UpdatedAt   string
 		TotalPriceSet          money `json:"totalPriceSet"`
-		LineItems              struct {
-			Nodes []struct {
-				Name                 string `json:"name"`
-				Quantity             int    `json:"quantity"`
-				OriginalUnitPriceSet money  `json:"originalUnitPriceSet"`
-			} `json:"nodes"`
-		} `json:"lineItems"`
+		Customer               *struct {
+			DisplayName *string `json:"displayName"`
+		} `json:"customer"`
+		ExternalID *struct {
+			Value *string `json:"value"`
+		} `json:"externalId"`
+		LineItems linesPage `json:"lineItems"`
 	}
 	if err := json.Unmarshal(raw, &n); err != nil {
 		return nil, fmt.Errorf("decode order: %w", err)
 	}
-	lines := make([]map[string]any, 0, len(n.LineItems.Nodes))
-	for _, l := range n.LineItems.Nodes {
-		lines = append(lines, map[string]any{"name": l.Name, "quantity": l.Quantity, "price": l.OriginalUnitPriceSet.ShopMoney.Amount})
+	var customer, external *string
+	if n.Customer != nil {
+		customer = n.Customer.DisplayName
 	}
-	return map[string]any{
+	if n.ExternalID != nil {
+		external = n.ExternalID.Value
+	}
+	out := map[string]any{
 		"id": n.ID, "name": n.Name, "email": n.Email, "note": n.Note, "tags": nonNilTags(n.Tags),
 		"currency": n.CurrencyCode, "financial_status": n.DisplayFinancialStatus,
-		"total_price": n.TotalPriceSet.ShopMoney.Amount, "line_items": lines,
+		"total_price": n.TotalPriceSet.ShopMoney.Amount, "line_items": n.LineItems.lines(),
+		"customer_name": customer, ExternalIDField: external,
 		"created_at": n.CreatedAt, "updated_at": n.UpdatedAt,
-	}, nil
+	}
+	if n.LineItems.PageInfo.HasNextPage {
+		out[moreLinesKey] = n.LineItems.PageInfo.EndCursor
+	}
+	return out, nil
 }
 
 func convertProduct(raw json.RawMessage) (map[string]any, error) {

@@ -681,3 +681,74 @@ func TestWebhookIDMemoryIsBounded(t *testing.T) {
 		t.Fatal("want d remembered and a forgotten")
 	}
 }
+
+// An order's external_id lives in a metafield: writing it leaves the
+// merchant's note alone, and reads return it with every line of the order
+// (past the first page of lines) and the customer's name.
+func TestOrderExternalIDAndAllLines(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	var lines []fake.LineItem
+	for i := range 23 {
+		lines = append(lines, fake.LineItem{Name: fmt.Sprintf("Item %02d", i), Quantity: i + 1, Price: fmt.Sprintf("%d.50", i)})
+	}
+	oid := e.shop.AddOrder(fake.Order{Currency: "EUR", Total: "99.00", Note: "Gift wrap, please", CustomerName: "Ann Lee", LineItems: lines})
+	e.shop.AddOrder(fake.Order{Currency: "EUR", Total: "1.00", LineItems: lines[:1]})
+	resp, err := e.conn.Write(context.Background(), sdk.WriteRequest{Config: e.config, Object: "orders", Records: []sdk.WriteRecord{
+		{Ref: "a", ID: oid, Fields: json.RawMessage(`{"external_id":"inv-42"}`)},
+		{Ref: "b", ID: oid, Fields: json.RawMessage(`{"external_id":""}`)},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := resp.Results[0]; r.Status != sdk.WriteOK {
+		t.Fatalf("write external_id: %v %s", r.Status, r.Message)
+	}
+	if r := resp.Results[1]; r.Status != sdk.WriteRejected || !strings.Contains(r.Message, "cannot be emptied") {
+		t.Fatalf("emptying external_id = %v %q, want rejected", r.Status, r.Message)
+	}
+	var n int
+	fmt.Sscanf(oid, "gid://shopify/Order/%d", &n)
+	if o, _ := e.shop.Order(n); o.Note != "Gift wrap, please" || o.Metafields["synchron.external_id"] != "inv-42" {
+		t.Fatalf("stored order: note %q metafields %v, want the note untouched and the metafield set", o.Note, o.Metafields)
+	}
+	var got []map[string]any
+	err = e.conn.Read(context.Background(), sdk.ReadRequest{Config: e.config, Object: "orders"}, sdk.ReadSinkFunc(func(_ context.Context, b sdk.ReadBatch) error {
+		for _, r := range b.Records {
+			var m map[string]any
+			if err := json.Unmarshal(r.Fields, &m); err != nil {
+				return err
+			}
+			got = append(got, m)
+		}
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order map[string]any
+	for _, m := range got {
+		if m["id"] == oid {
+			order = m
+		}
+	}
+	if order == nil {
+		t.Fatalf("order %s not read (read %d orders)", oid, len(got))
+	}
+	if order["external_id"] != "inv-42" || order["customer_name"] != "Ann Lee" || order["note"] != "Gift wrap, please" {
+		t.Errorf("order read = external_id %v customer_name %v note %v", order["external_id"], order["customer_name"], order["note"])
+	}
+	items, _ := order["line_items"].([]any)
+	if len(items) != len(lines) {
+		t.Fatalf("read %d lines, want all %d", len(items), len(lines))
+	}
+	for i, it := range items {
+		l := it.(map[string]any)
+		if l["name"] != lines[i].Name || l["price"] != lines[i].Price || l["quantity"] != float64(lines[i].Quantity) {
+			t.Errorf("line %d = %v, want %+v", i, l, lines[i])
+		}
+	}
+	if _, leaked := order["\x00more_lines"]; leaked {
+		t.Error("the internal more-lines marker leaked into the record")
+	}
+}

@@ -393,6 +393,13 @@ func (c *Connector) customerByEmail(ctx context.Context, cfg Config, email strin
 	return "", nil
 }
 
+// The order field written to the metafield synchron.external_id.
+const (
+	ExternalIDField    = "external_id"
+	metafieldNamespace = "synchron"
+	metafieldKey       = "external_id"
+)
+
 func (c *Connector) writeOrder(ctx context.Context, cfg Config, r sdk.WriteRecord) (sdk.WriteResult, error) {
 	if r.Delete {
 		return rejected("deleting orders is not supported"), nil
@@ -419,7 +426,20 @@ func (c *Connector) writeOrder(ctx context.Context, cfg Config, r sdk.WriteRecor
 				return rejected("tags: %v", err), nil
 			}
 			input["tags"] = t
-		case "id", "name", "email", "total_price", "currency", "financial_status", "line_items", "created_at", "updated_at":
+		case ExternalIDField:
+			var s *string
+			if err := json.Unmarshal(v, &s); err != nil {
+				return rejected("%s: %v", ExternalIDField, err), nil
+			}
+			value := ""
+			if s != nil {
+				value = *s
+			}
+			if value == "" {
+				return rejected("%s cannot be emptied: Shopify metafields hold a value", ExternalIDField), nil
+			}
+			input["metafields"] = []map[string]any{{"namespace": metafieldNamespace, "key": metafieldKey, "type": "single_line_text_field", "value": value}}
+		case "id", "name", "email", "total_price", "currency", "financial_status", "line_items", "customer_name", "created_at", "updated_at":
 			// read only
 		default:
 			return rejected("unknown order field %q", k), nil
@@ -442,6 +462,7 @@ func (c *Connector) writeOrder(ctx context.Context, cfg Config, r sdk.WriteRecor
 	if err != nil {
 		return sdk.WriteResult{}, err
 	}
+	delete(fields, moreLinesKey) // the lines are not what was written
 	raw, _ := json.Marshal(fields)
 	return sdk.WriteResult{Status: sdk.WriteOK, Action: sdk.ActionUpdated, ID: r.ID, Fields: raw}, nil
 }
