@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
 	connectorv1 "github.com/synchron-io/synchron/proto/connector/v1"
@@ -21,6 +22,8 @@ import (
 // answered with an error, or panicked). Cancelling ctx returns ctx's error.
 type Client struct {
 	rpc connectorv1.ConnectorClient
+	// broker is go-plugin's, when the connector is a plugin process.
+	broker *plugin.GRPCBroker
 }
 
 var _ Connector = (*Client)(nil)

@@ -64,17 +64,20 @@ type GRPCPlugin struct {
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
 
 // GRPCServer registers the connector service on s.
-func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+func (p *GRPCPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
 	if p.Impl == nil {
 		return errors.New("sdk: GRPCPlugin.Impl is nil: no connector to serve")
 	}
-	connectorv1.RegisterConnectorServer(s, newGRPCServer(p.Impl, p.Logger))
+	connectorv1.RegisterConnectorServer(s, newGRPCServer(p.Impl, p.Logger, broker))
 	return nil
 }
 
-// GRPCClient returns a *Client calling the connector on cc.
-func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
-	return NewClient(cc), nil
+// GRPCClient returns a *Client calling the connector on cc; the broker lets
+// the Client serve the host's budgets to the connector (AttachBudgets).
+func (p *GRPCPlugin) GRPCClient(_ context.Context, broker *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
+	c := NewClient(cc)
+	c.broker = broker
+	return c, nil
 }
 
 // PluginSet is the host's set of plugins for protocol version ProtocolVersion:

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
 	connectorv1 "github.com/synchron-io/synchron/proto/connector/v1"
@@ -23,13 +24,26 @@ type grpcServer struct {
 	connectorv1.UnimplementedConnectorServer
 	impl   Connector
 	logger hclog.Logger
+	// budgets is the host's budget authority once the host attached it
+	// (AttachBudgets); every call's context carries it.
+	budgets *attachedBudgets
 }
 
-func newGRPCServer(impl Connector, logger hclog.Logger) *grpcServer {
+func newGRPCServer(impl Connector, logger hclog.Logger, broker *plugin.GRPCBroker) *grpcServer {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return &grpcServer{impl: impl, logger: logger}
+	return &grpcServer{impl: impl, logger: logger, budgets: &attachedBudgets{broker: broker}}
+}
+
+// AttachBudgets dials the host's Budgets service: from then on every call's
+// context carries it (BudgetAuthorityFrom).
+func (s *grpcServer) AttachBudgets(_ context.Context, req *connectorv1.AttachBudgetsRequest) (*connectorv1.AttachBudgetsResponse, error) {
+	if err := s.budgets.attach(req.GetBrokerId()); err != nil {
+		return nil, err
+	}
+	s.logger.Debug("rate-limit budgets attached to the host", "broker_id", req.GetBrokerId())
+	return &connectorv1.AttachBudgetsResponse{}, nil
 }
 
 // recoverPanic turns a panic of the connector into *err; use it deferred.
@@ -42,6 +56,7 @@ func (s *grpcServer) recoverPanic(method string, err *error) {
 
 func (s *grpcServer) Spec(ctx context.Context, _ *connectorv1.SpecRequest) (resp *connectorv1.SpecResponse, err error) {
 	defer s.recoverPanic("spec", &err)
+	ctx = s.budgets.context(ctx)
 	spec, err := s.impl.Spec(ctx)
 	if err != nil {
 		return nil, connectorStatus(ctx, err)
@@ -51,6 +66,7 @@ func (s *grpcServer) Spec(ctx context.Context, _ *connectorv1.SpecRequest) (resp
 
 func (s *grpcServer) Check(ctx context.Context, req *connectorv1.CheckRequest) (resp *connectorv1.CheckResponse, err error) {
 	defer s.recoverPanic("check", &err)
+	ctx = s.budgets.context(ctx)
 	r, err := s.impl.Check(ctx, checkRequestFromProto(req))
 	if err != nil {
 		return nil, connectorStatus(ctx, err)
@@ -60,6 +76,7 @@ func (s *grpcServer) Check(ctx context.Context, req *connectorv1.CheckRequest) (
 
 func (s *grpcServer) Discover(ctx context.Context, req *connectorv1.DiscoverRequest) (resp *connectorv1.DiscoverResponse, err error) {
 	defer s.recoverPanic("discover", &err)
+	ctx = s.budgets.context(ctx)
 	r, err := s.impl.Discover(ctx, discoverRequestFromProto(req))
 	if err != nil {
 		return nil, connectorStatus(ctx, err)
@@ -69,6 +86,7 @@ func (s *grpcServer) Discover(ctx context.Context, req *connectorv1.DiscoverRequ
 
 func (s *grpcServer) Write(ctx context.Context, req *connectorv1.WriteRequest) (resp *connectorv1.WriteResponse, err error) {
 	defer s.recoverPanic("write", &err)
+	ctx = s.budgets.context(ctx)
 	r, err := s.impl.Write(ctx, writeRequestFromProto(req))
 	if err != nil {
 		return nil, connectorStatus(ctx, err)
@@ -78,6 +96,7 @@ func (s *grpcServer) Write(ctx context.Context, req *connectorv1.WriteRequest) (
 
 func (s *grpcServer) HandleWebhook(ctx context.Context, req *connectorv1.HandleWebhookRequest) (resp *connectorv1.HandleWebhookResponse, err error) {
 	defer s.recoverPanic("webhook", &err)
+	ctx = s.budgets.context(ctx)
 	r, err := s.impl.HandleWebhook(ctx, webhookRequestFromProto(req))
 	if err != nil {
 		return nil, connectorStatus(ctx, err)
@@ -87,6 +106,7 @@ func (s *grpcServer) HandleWebhook(ctx context.Context, req *connectorv1.HandleW
 
 func (s *grpcServer) Stop(ctx context.Context, _ *connectorv1.StopRequest) (resp *connectorv1.StopResponse, err error) {
 	defer s.recoverPanic("stop", &err)
+	ctx = s.budgets.context(ctx)
 	if err := s.impl.Stop(ctx); err != nil {
 		return nil, connectorStatus(ctx, err)
 	}
@@ -96,7 +116,7 @@ func (s *grpcServer) Stop(ctx context.Context, _ *connectorv1.StopRequest) (resp
 // Read streams each ReadBatch the connector emits as one ReadResponse.
 func (s *grpcServer) Read(req *connectorv1.ReadRequest, stream grpc.ServerStreamingServer[connectorv1.ReadResponse]) (err error) {
 	defer s.recoverPanic("read", &err)
-	ctx := stream.Context()
+	ctx := s.budgets.context(stream.Context())
 	sink := &streamSink{stream: stream}
 	defer sink.close()
 	err = s.impl.Read(ctx, readRequestFromProto(req), sink)

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/jmoiron/sqlx"
 
+	"github.com/synchron-io/synchron/host/store"
 	"github.com/synchron-io/synchron/sdk"
 )
 
@@ -166,6 +167,9 @@ func NewManager(ctx context.Context, db *sqlx.DB, pluginDir string, logger hclog
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if !o.budgetsSet {
+		o.budgets = store.NewBudgets(db)
 	}
 	m := &Manager{
 		db:      db,

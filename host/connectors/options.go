@@ -3,6 +3,8 @@ package connectors
 import (
 	"os"
 	"time"
+
+	"github.com/synchron-io/synchron/sdk"
 )
 
 // Defaults of the Manager's options.
@@ -38,6 +40,11 @@ type options struct {
 	env            []string
 	onEvent        func(Event)
 	now            func() time.Time
+	// budgets is served to every process (nil: each keeps its own);
+	// budgetsSet: WithBudgets was given (else NewManager uses the
+	// database's).
+	budgets    sdk.BudgetAuthority
+	budgetsSet bool
 }
 
 func defaultOptions() options {
@@ -127,6 +134,14 @@ func WithCrashLimit(limit int, window time.Duration) Option {
 // TZ, the proxy variables, SSL_CERT_FILE and SSL_CERT_DIR.
 func WithPluginEnv(env []string) Option {
 	return func(o *options) { o.env = append([]string(nil), env...) }
+}
+
+// WithBudgets sets the rate-limit budgets the Manager serves to its
+// connector processes (sdk.Client.AttachBudgets). The default is the
+// database's (store.Budgets), shared by every host on the database; nil
+// leaves each process its own in-process budgets.
+func WithBudgets(b sdk.BudgetAuthority) Option {
+	return func(o *options) { o.budgets, o.budgetsSet = b, true }
 }
 
 // WithEventHook calls f for every process event (a hook for metrics and

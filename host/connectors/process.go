@@ -78,6 +78,19 @@ func (m *Manager) startProcess(args launchArgs) (*proc, *sdk.Spec, error) {
 		pc.Kill()
 		return nil, nil, fmt.Errorf("connectors: start %s (pid %d): %w", what, pid, err)
 	}
+	if m.opts.budgets != nil {
+		// The process's rate-limit budgets become the host's, shared with
+		// every other host; a connector built with an older SDK keeps its own.
+		err := conn.AttachBudgets(ctx, m.opts.budgets)
+		switch {
+		case errors.Is(err, sdk.ErrBudgetsUnsupported):
+			m.logger.Warn("connector keeps its rate-limit budgets in its process (not shared across hosts)",
+				"connector", args.name, "version", args.version, "error", err)
+		case err != nil:
+			pc.Kill()
+			return nil, nil, fmt.Errorf("connectors: start %s (pid %d): %w", what, pid, err)
+		}
+	}
 	if spec.Name != args.name || spec.Version != args.version {
 		m.logger.Warn("connector spec does not match its catalog entry",
 			"connector", args.name, "version", args.version, "spec_name", spec.Name, "spec_version", spec.Version)

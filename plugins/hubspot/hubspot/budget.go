@@ -6,8 +6,9 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
+
+	"github.com/synchron-io/synchron/sdk"
 )
 
 // Rate-limit defaults until HubSpot's headers say otherwise: the OAuth app
@@ -23,105 +24,48 @@ const (
 	searchRateInterval = time.Second
 )
 
-// budget is the request budget of one token: at most max requests in any
-// interval, counted from the send times of our own requests (a sliding
-// window, so HubSpot's window, wherever it starts, never sees more).
-type budget struct {
-	mu       sync.Mutex
-	max      int
-	interval time.Duration
-	sent     []time.Time // send times in the last interval, oldest first
-}
-
-// budgets holds the budgets of every token this process uses, shared by
-// every call (every workflow) with the same token.
-type budgets struct {
-	mu sync.Mutex
-	m  map[string]*budget
-}
+// The budgets of one token: at most max requests in any interval, counted
+// from the grant times of every request with the token (a sliding window,
+// so HubSpot's window, wherever it starts, never sees more), corrected from
+// HubSpot's X-HubSpot-RateLimit-* headers; and the search budget.
+var (
+	requestLimit = sdk.WindowLimit(defaultRateMax, defaultRateInterval, rateMargin)
+	searchLimit  = sdk.WindowLimit(searchRateMax, searchRateInterval, rateMargin)
+)
 
 func tokenKey(token string) string {
 	h := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(h[:])
 }
 
-func (bs *budgets) get(key string) *budget {
-	return bs.getWith(key, defaultRateMax, defaultRateInterval)
+// Budget keys of a token key (tokenKey: no secret in them).
+func requestBudget(key string) string { return "hubspot:" + key + ":requests" }
+func searchBudget(key string) string  { return "hubspot:" + key + ":search" }
+
+// budgets returns the budgets of a call: the host's when the host attached
+// its shared budgets (every host's processes share them), the process's
+// otherwise.
+func (c *Connector) budgets(ctx context.Context) *sdk.Budgets {
+	if a := sdk.BudgetAuthorityFrom(ctx); a != nil {
+		return sdk.NewBudgets(a, c.sleep)
+	}
+	return sdk.NewBudgets(c.local, c.sleep)
 }
 
-// getWith returns the budget of key, created with max per interval.
-func (bs *budgets) getWith(key string, max int, interval time.Duration) *budget {
-	bs.mu.Lock()
-	defer bs.mu.Unlock()
-	if bs.m == nil {
-		bs.m = map[string]*budget{}
+// observation reads HubSpot's X-HubSpot-RateLimit-* headers: the window's
+// size and what is left of it. When HubSpot reports fewer remaining
+// requests than the budget counts (something else uses the same token),
+// the difference is counted as spent now.
+func observation(h http.Header) sdk.Observation {
+	var obs sdk.Observation
+	if v, err := strconv.Atoi(h.Get("X-HubSpot-RateLimit-Max")); err == nil && v > 0 {
+		obs.Max = float64(v)
 	}
-	b := bs.m[key]
-	if b == nil {
-		b = &budget{max: max, interval: interval}
-		bs.m[key] = b
+	if ms, err := strconv.Atoi(h.Get("X-HubSpot-RateLimit-Interval-Milliseconds")); err == nil && ms > 0 {
+		obs.Interval = time.Duration(ms) * time.Millisecond
 	}
-	return b
-}
-
-// trim drops send times older than the window.
-func (b *budget) trim(now time.Time) {
-	cut := now.Add(-b.interval - rateMargin)
-	i := 0
-	for i < len(b.sent) && !b.sent[i].After(cut) {
-		i++
+	if rem, err := strconv.Atoi(h.Get("X-HubSpot-RateLimit-Remaining")); err == nil && rem >= 0 {
+		obs.HasRemaining, obs.Remaining = true, float64(rem)
 	}
-	b.sent = b.sent[i:]
-}
-
-// reserve takes one request of budget at now, or answers how long to wait.
-func (b *budget) reserve(now time.Time) time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.trim(now)
-	if len(b.sent) < b.max {
-		b.sent = append(b.sent, now)
-		return 0
-	}
-	wait := b.sent[len(b.sent)-b.max].Add(b.interval + rateMargin).Sub(now)
-	if wait <= 0 {
-		wait = time.Millisecond
-	}
-	return wait
-}
-
-// wait blocks until the budget allows one more request, and takes it.
-func (b *budget) wait(ctx context.Context, now func() time.Time, sleep func(context.Context, time.Duration) error) error {
-	for {
-		d := b.reserve(now())
-		if d == 0 {
-			return nil
-		}
-		if err := sleep(ctx, d); err != nil {
-			return err
-		}
-	}
-}
-
-// observe updates the budget from HubSpot's X-HubSpot-RateLimit-* headers.
-// When HubSpot reports fewer remaining requests than we count (another
-// process uses the same token), the difference is counted as spent now.
-func (b *budget) observe(h http.Header, now time.Time) {
-	maxV, err1 := strconv.Atoi(h.Get("X-HubSpot-RateLimit-Max"))
-	ms, err2 := strconv.Atoi(h.Get("X-HubSpot-RateLimit-Interval-Milliseconds"))
-	rem, err3 := strconv.Atoi(h.Get("X-HubSpot-RateLimit-Remaining"))
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if err1 == nil && maxV > 0 {
-		b.max = maxV
-	}
-	if err2 == nil && ms > 0 {
-		b.interval = time.Duration(ms) * time.Millisecond
-	}
-	if err3 == nil && rem >= 0 {
-		b.trim(now)
-		for extra := b.max - len(b.sent) - rem; extra > 0; extra-- {
-			b.sent = append(b.sent, now)
-		}
-	}
+	return obs
 }

@@ -16,7 +16,8 @@ import (
 // Concurrent callers never get more than max requests in any window.
 func TestBudgetConcurrent(t *testing.T) {
 	clk := newClock()
-	b := &budget{max: 10, interval: 10 * time.Second}
+	b := sdk.NewLocalBudgets(clk.Now)
+	limit := sdk.WindowLimit(10, 10*time.Second, rateMargin)
 	var mu sync.Mutex
 	var sent []time.Time
 	var wg sync.WaitGroup
@@ -27,13 +28,18 @@ func TestBudgetConcurrent(t *testing.T) {
 			for range 5 {
 				for {
 					mu.Lock() // one goroutine moves the clock at a time
-					d := b.reserve(clk.Now())
-					if d == 0 {
+					g, err := b.TryTake(context.Background(), "k", limit, 1)
+					if err != nil {
+						mu.Unlock()
+						t.Error(err)
+						return
+					}
+					if g.Granted() {
 						sent = append(sent, clk.Now())
 						mu.Unlock()
 						break
 					}
-					clk.Add(d)
+					clk.Add(g.Wait)
 					mu.Unlock()
 				}
 			}
@@ -60,19 +66,30 @@ func TestBudgetConcurrent(t *testing.T) {
 // others with the same token.
 func TestBudgetObserve(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	b := &budget{max: defaultRateMax, interval: defaultRateInterval}
-	if d := b.reserve(now); d != 0 {
+	b := sdk.NewLocalBudgets(func() time.Time { return now })
+	ctx := context.Background()
+	take := func() time.Duration {
+		t.Helper()
+		g, err := b.TryTake(ctx, "k", requestLimit, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g.Wait
+	}
+	if d := take(); d != 0 {
 		t.Fatal("first request waits")
 	}
 	h := http.Header{}
 	h.Set("X-HubSpot-RateLimit-Max", "4")
 	h.Set("X-HubSpot-RateLimit-Interval-Milliseconds", "2000")
 	h.Set("X-HubSpot-RateLimit-Remaining", "1") // someone else spent 2
-	b.observe(h, now)
-	if d := b.reserve(now); d != 0 {
+	if err := b.Observe(ctx, "k", requestLimit, observation(h)); err != nil {
+		t.Fatal(err)
+	}
+	if d := take(); d != 0 {
 		t.Fatal("the one remaining request waits")
 	}
-	if d := b.reserve(now); d != 2*time.Second+rateMargin {
+	if d := take(); d != 2*time.Second+rateMargin {
 		t.Fatalf("wait %v, want the 2 s window", d)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/synchron-io/synchron/sdk"
 )
 
 // Retry policy of one API call.
@@ -183,16 +185,15 @@ func (s *session) do(ctx context.Context, method, path string, query url.Values,
 	retry5xx := !strings.HasSuffix(path, "/batch/create")
 	refreshed := false
 	n429, n5xx := 0, 0
+	budgets := s.c.budgets(ctx)
 	for {
 		key := s.budgetKey()
 		if strings.HasSuffix(path, "/search") {
-			sb := s.c.budgets.getWith("search\x00"+key, searchRateMax, searchRateInterval)
-			if err := sb.wait(ctx, s.c.now, s.c.sleep); err != nil {
+			if _, err := budgets.Take(ctx, searchBudget(key), searchLimit, 1); err != nil {
 				return 0, fmt.Errorf("hubspot: %s %s: waiting for the search rate limit: %w", method, path, err)
 			}
 		}
-		b := s.c.budgets.get(key)
-		if err := b.wait(ctx, s.c.now, s.c.sleep); err != nil {
+		if _, err := budgets.Take(ctx, requestBudget(key), requestLimit, 1); err != nil {
 			return 0, fmt.Errorf("hubspot: %s %s: waiting for the rate limit: %w", method, path, err)
 		}
 		req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
@@ -218,7 +219,9 @@ func (s *session) do(ctx context.Context, method, path string, query url.Values,
 			}
 			continue
 		}
-		b.observe(resp.Header, s.c.now())
+		// A failed report only loses a correction: the request's own
+		// answer is what matters here.
+		_ = budgets.Observe(ctx, requestBudget(key), requestLimit, observation(resp.Header))
 		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 			err := decode(resp, out)
 			if err != nil {
@@ -247,6 +250,8 @@ func (s *session) do(ctx context.Context, method, path string, query url.Values,
 			if wait <= 0 {
 				wait = default429Wait
 			}
+			// Every process using the token holds off as long.
+			_ = budgets.Observe(ctx, requestBudget(key), requestLimit, sdk.Observation{RetryAfter: wait})
 		case resp.StatusCode >= 500:
 			n5xx++
 			if n5xx >= max5xxAttempts || !retry5xx {

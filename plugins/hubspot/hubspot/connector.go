@@ -1,7 +1,7 @@
 // Package hubspot is the HubSpot CRM connector: contacts, companies and deals
 // through the CRM v3 API (incremental reads through search, batch writes,
 // webhooks v3), with a per-token rate-limit budget shared by every call of
-// the process.
+// the process, and by every host when the host attaches its budgets.
 package hubspot
 
 import (
@@ -22,7 +22,8 @@ type Connector struct {
 	now           func() time.Time
 	sleep         func(context.Context, time.Duration) error
 	objects       []objectDef
-	budgets       budgets
+	// local holds the budgets when no host shares them (sdk.Budgets).
+	local *sdk.LocalBudgets
 }
 
 var _ sdk.Connector = (*Connector)(nil)
@@ -52,6 +53,7 @@ func New(version, docs string, opts ...Option) *Connector {
 	for _, o := range opts {
 		o(c)
 	}
+	c.local = sdk.NewLocalBudgets(func() time.Time { return c.now() })
 	return c
 }
 

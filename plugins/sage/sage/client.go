@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/synchron-io/synchron/sdk"
 )
 
 // tokens are one access/refresh token pair.
@@ -84,12 +86,13 @@ func (e *apiError) retryable() bool { return e.Status == http.StatusTooManyReque
 // call is the state of one connector call for one connection: the config,
 // the tokens in use and whether they changed.
 type call struct {
-	c       *Connector
-	cfg     config
-	sess    *session
-	tok     tokens
-	base    string
-	budget  *budget
+	c    *Connector
+	cfg  config
+	sess *session
+	tok  tokens
+	base string
+	// budget is the key of the business's request budget.
+	budget  string
 	lastCfg tokens // tokens last handed to the host
 }
 
@@ -102,18 +105,13 @@ func (c *Connector) newCall(cfg config) *call {
 		s = &session{succs: map[string]successor{}}
 		c.sessions[k] = s
 	}
-	b := c.budgets[cfg.BusinessID]
-	if b == nil {
-		b = newBudget(c.opts.RequestsPerMinute, c.opts.Burst)
-		c.budgets[cfg.BusinessID] = b
-	}
 	c.mu.Unlock()
 	t := tokens{cfg.AccessToken, cfg.RefreshToken, cfg.ExpiresAt}
 	base := strings.TrimRight(cfg.BaseURL, "/")
 	if base == "" {
 		base = DefaultBaseURL
 	}
-	return &call{c: c, cfg: cfg, sess: s, tok: t, lastCfg: t, base: base, budget: b}
+	return &call{c: c, cfg: cfg, sess: s, tok: t, lastCfg: t, base: base, budget: requestBudget(cfg.BusinessID)}
 }
 
 // updatedConfig returns the config with the current tokens when they differ
@@ -243,8 +241,10 @@ func (k *call) do(ctx context.Context, method, path string, body, out any) error
 	if err := k.ensureTokens(ctx, ""); err != nil {
 		return err
 	}
+	budgets := k.c.budgets(ctx)
 	for attempt := 0; ; attempt++ {
-		if err := k.budget.wait(ctx, k.c.opts.Now, k.c.opts.Sleep); err != nil {
+		ticket, err := budgets.Take(ctx, k.budget, k.c.requestLimit(), 1)
+		if err != nil {
 			return fmt.Errorf("sage: wait for the request budget: %w", err)
 		}
 		target, err := k.resolve(path)
@@ -262,6 +262,9 @@ func (k *call) do(ctx context.Context, method, path string, body, out any) error
 			req.Header.Set("Content-Type", "application/json")
 		}
 		resp, err := k.c.opts.HTTPClient.Do(req)
+		// A 429 is retried by the caller after its Retry-After (reads) or
+		// handed back to the host as retryable (writes).
+		k.settle(ctx, budgets, sdk.Observation{Ticket: ticket, Release: 1})
 		if err != nil {
 			return fmt.Errorf("sage: %s %s: %w", method, strings.SplitN(path, "?", 2)[0], err)
 		}
@@ -316,44 +319,38 @@ func (k *call) resolve(path string) (string, error) {
 	return k.base + path, nil
 }
 
-// budget is a token bucket of requests per business, shared by every call
-// of the process to that business.
-type budget struct {
-	mu     sync.Mutex
-	rate   float64 // requests per second
-	burst  float64
-	tokens float64
-	last   time.Time
+// The request budget of a business is a token bucket of Options.Burst
+// requests restored at Options.RequestsPerMinute (an sdk.BudgetBucket of
+// known size), shared by every call of the process to that business, and
+// by every host when the host attaches its budgets.
+
+// requestBudget is the budget key of a business (an id, no secret).
+func requestBudget(businessID string) string { return "sage:" + businessID + ":requests" }
+
+func (c *Connector) requestLimit() sdk.Limit {
+	return sdk.BucketLimit(float64(c.opts.Burst), float64(c.opts.RequestsPerMinute)/60, 0)
 }
 
-func newBudget(perMinute, burst int) *budget {
-	return &budget{rate: float64(perMinute) / 60, burst: float64(burst), tokens: float64(burst)}
+// budgets returns the budgets of a call: the host's when the host attached
+// its shared budgets, the process's otherwise.
+func (c *Connector) budgets(ctx context.Context) *sdk.Budgets {
+	if a := sdk.BudgetAuthorityFrom(ctx); a != nil {
+		return sdk.NewBudgets(a, c.opts.Sleep)
+	}
+	return sdk.NewBudgets(c.local, c.opts.Sleep)
 }
 
-// reserve takes one request from the bucket and returns how long to wait
-// before sending it.
-func (b *budget) reserve(now time.Time) time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.last.IsZero() && now.After(b.last) {
-		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-	}
-	if b.last.IsZero() || now.After(b.last) {
-		b.last = now
-	}
-	b.tokens--
-	if b.tokens >= 0 {
-		return 0
-	}
-	return time.Duration(-b.tokens / b.rate * float64(time.Second))
-}
+// settleTimeout bounds the report that ends a request's reservation; it is
+// sent even when the call's context is done.
+const settleTimeout = 5 * time.Second
 
-func (b *budget) wait(ctx context.Context, now func() time.Time, sleep func(context.Context, time.Duration) error) error {
-	d := b.reserve(now())
-	if d <= 0 {
-		return ctx.Err()
-	}
-	return sleep(ctx, d)
+// settle ends a request's reservation.
+func (k *call) settle(ctx context.Context, budgets *sdk.Budgets, obs sdk.Observation) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	// A failed report leaves the reservation to go stale: the budget is
+	// only more cautious meanwhile.
+	_ = budgets.Observe(ctx, k.budget, k.c.requestLimit(), obs)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -54,7 +54,8 @@ type Connector struct {
 	opts          Options
 	mu            sync.Mutex
 	sessions      map[string]*session
-	budgets       map[string]*budget
+	// local holds the request budgets when no host shares them.
+	local *sdk.LocalBudgets
 }
 
 var _ sdk.Connector = (*Connector)(nil)
@@ -80,7 +81,7 @@ func New(version, docs string, opts Options) *Connector {
 		opts.MaxRetries = DefaultMaxRetries
 	}
 	return &Connector{version: strings.TrimSpace(version), docs: docs, opts: opts,
-		sessions: map[string]*session{}, budgets: map[string]*budget{}}
+		sessions: map[string]*session{}, local: sdk.NewLocalBudgets(opts.Now)}
 }
 
 type config struct {

@@ -97,6 +97,9 @@ func (e *env) conn() *Connector {
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			e.sleeps = append(e.sleeps, d)
+			// The wait passes on the fake clock: a budget asked again
+			// after it grants.
+			e.clock.Add(d)
 			return ctx.Err()
 		},
 	})
@@ -525,24 +528,30 @@ func TestThrottlingAndServerErrors(t *testing.T) {
 }
 
 func TestBudgetShared(t *testing.T) {
-	b := newBudget(60, 2) // 1 per second, burst 2
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := New("0.1.0", "", Options{RequestsPerMinute: 60, Burst: 2, Now: func() time.Time { return now }}) // 1 per second, burst 2
+	take := func() time.Duration {
+		t.Helper()
+		g, err := c.local.TryTake(context.Background(), requestBudget("x"), c.requestLimit(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g.Wait
+	}
 	for i := range 2 {
-		if d := b.reserve(now); d != 0 {
+		if d := take(); d != 0 {
 			t.Fatalf("burst request %d waits %v", i, d)
 		}
 	}
-	if d := b.reserve(now); d != time.Second {
+	if d := take(); d != time.Second {
 		t.Fatalf("third request waits %v, want 1s", d)
 	}
-	if d := b.reserve(now); d != 2*time.Second {
-		t.Fatalf("fourth request waits %v, want 2s", d)
-	}
-	if d := b.reserve(now.Add(10 * time.Second)); d != 0 {
+	now = now.Add(10 * time.Second)
+	if d := take(); d != 0 {
 		t.Fatalf("after refill waits %v", d)
 	}
 	// One budget per business, shared by the calls of the process.
-	c := New("0.1.0", "", Options{})
+	c = New("0.1.0", "", Options{})
 	k1 := c.newCall(config{ClientID: "a", BusinessID: "x"})
 	k2 := c.newCall(config{ClientID: "b", BusinessID: "x"})
 	k3 := c.newCall(config{ClientID: "a", BusinessID: "y"})

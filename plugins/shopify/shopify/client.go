@@ -12,27 +12,19 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/synchron-io/synchron/sdk"
 )
 
-// bucket mirrors a shop's query-cost bucket (Shopify's leaky bucket). Every
-// call to the same shop in this process reserves its cost here before it is
-// sent, so concurrent reads and writes never send what the shop cannot
-// afford; answers correct it from extensions.cost.throttleStatus.
-type bucket struct {
-	mu       sync.Mutex
-	max      float64
-	avail    float64
-	rate     float64
-	at       time.Time
-	inflight float64
-	// Until an answer tells the bucket's size (known), one call at a time:
-	// the others wait for learned.
-	known   bool
-	learned chan struct{}
-	// settled counts answers; a call whose answer is the first since it
-	// was sent has the shop's newest figure.
-	settled uint64
-}
+// Every call to a shop reserves its cost in the shop's budget (an
+// sdk.BudgetBucket: Shopify's leaky bucket) before it is sent, so that
+// concurrent reads and writes, of this process and of every host sharing
+// the budgets, never send what the shop cannot afford; each answer ends its
+// reservation and corrects the budget from extensions.cost.throttleStatus
+// (the newest figure as is; an older one, when other answers came since the
+// call was sent, only lowers it, minus the reservations still in flight).
+// Until an answer tells the bucket's size, one call at a time, costing at
+// most probeCost.
 
 // Until the first answer the bucket assumes Shopify's smallest plan.
 const (
@@ -40,64 +32,36 @@ const (
 	defaultRestore = 50
 )
 
-// reserve returns how long until cost is affordable (0: reserved now), or a
-// channel to wait on while the first call learns the bucket's size.
-func (b *bucket) reserve(now time.Time, cost float64) (time.Duration, <-chan struct{}, uint64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.known && b.inflight > 0 {
-		return 0, b.learned, 0
-	}
-	if d := now.Sub(b.at).Seconds(); d > 0 {
-		b.avail = math.Min(b.max, b.avail+d*b.rate)
-	}
-	b.at = now
-	cost = math.Min(cost, b.max)
-	if b.avail >= cost {
-		b.avail -= cost
-		b.inflight += cost
-		return 0, nil, b.settled
-	}
-	return time.Duration(math.Ceil((cost - b.avail) / b.rate * float64(time.Second))), nil, 0
-}
-
-// settle ends a reservation, with the shop's throttle status when known.
-func (b *bucket) settle(now time.Time, cost float64, st *throttleStatus, sent uint64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.inflight = math.Max(0, b.inflight-math.Min(cost, b.max))
-	newest := b.settled == sent
-	b.settled++
-	if st == nil || st.MaximumAvailable <= 0 || st.RestoreRate <= 0 {
-		if !b.known {
-			// Still unknown: wake the waiters, one of them asks next.
-			close(b.learned)
-			b.learned = make(chan struct{})
-		}
-		return
-	}
-	if !b.known {
-		b.known = true
-		close(b.learned)
-	}
-	if d := now.Sub(b.at).Seconds(); d > 0 {
-		b.avail = math.Min(b.max, b.avail+d*b.rate)
-	}
-	b.max, b.rate, b.at = st.MaximumAvailable, st.RestoreRate, now
-	if b.inflight == 0 && newest {
-		b.avail = st.CurrentlyAvailable
-		return
-	}
-	// With other calls in flight, or answered since this one was sent, the
-	// shop's figure may predate some of them (answers arrive out of
-	// order): never raise the local estimate, and count reservations the
-	// shop may not have seen yet.
-	b.avail = math.Max(0, math.Min(b.avail, st.CurrentlyAvailable-b.inflight))
-}
-
 // probeCost caps the cost of calls until the shop has told the bucket's
 // size: the first call is cheap so that it is never throttled.
 const probeCost = 50
+
+// costLimit is the model of a shop's budget until the shop tells its size.
+var costLimit = sdk.BucketLimit(defaultMaximum, defaultRestore, probeCost)
+
+// costBudget is the budget key of a shop (its myshopify domain: no secret).
+func costBudget(shop string) string { return "shopify:" + shop + ":cost" }
+
+// bucket is what this process last heard of a shop's bucket: its size
+// sizes queries, its level estimates how long a retry must wait.
+type bucket struct {
+	mu    sync.Mutex
+	known bool
+	max   float64
+	avail float64
+	rate  float64
+}
+
+// learn records a throttle status.
+func (b *bucket) learn(st *throttleStatus) {
+	if st == nil || st.MaximumAvailable <= 0 || st.RestoreRate <= 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.known = true
+	b.max, b.avail, b.rate = st.MaximumAvailable, st.CurrentlyAvailable, st.RestoreRate
+}
 
 // maximum is what one call may cost: the bucket's size as last reported by
 // the shop, or probeCost before any answer.
@@ -119,6 +83,27 @@ func (b *bucket) retryAfter(cost float64) time.Duration {
 		return time.Second
 	}
 	return time.Duration(math.Ceil(need / b.rate * float64(time.Second)))
+}
+
+// settleTimeout bounds the report that ends a reservation; it is sent even
+// when the call's context is done, or the reservation would hold the
+// bucket until it goes stale.
+const settleTimeout = 5 * time.Second
+
+// settle ends the reservation of a call with the shop's throttle status,
+// when the answer had one.
+func (c *Connector) settle(ctx context.Context, budgets *sdk.Budgets, shop string, b *bucket, ticket int64, cost float64, st *throttleStatus) {
+	b.learn(st)
+	obs := sdk.Observation{Ticket: ticket, Release: cost}
+	if st != nil {
+		obs.Max, obs.Rate = st.MaximumAvailable, st.RestoreRate
+		obs.HasRemaining, obs.Remaining = true, st.CurrentlyAvailable
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	// A failed report leaves the reservation to go stale: the budget is
+	// only more cautious meanwhile.
+	_ = budgets.Observe(ctx, costBudget(shop), costLimit, obs)
 }
 
 type throttleStatus struct {
@@ -174,6 +159,7 @@ const maxAttempts = 6
 // THROTTLED and 5xx answers with backoff, and never logs or returns the token.
 func (c *Connector) call(ctx context.Context, cfg Config, query string, vars map[string]any, cost float64, out any) error {
 	b := c.bucket(cfg.Shop)
+	budgets := c.budgets(ctx)
 	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
 	if err != nil {
 		return fmt.Errorf("encode query: %w", err)
@@ -189,28 +175,16 @@ func (c *Connector) call(ctx context.Context, cfg Config, query string, vars map
 			}
 		}
 		throttled = false
-		var sent uint64
-		for {
-			d, learned, gen := b.reserve(c.opts.Now(), cost)
-			sent = gen
-			if learned != nil {
-				select {
-				case <-learned:
-					continue
-				case <-ctx.Done():
-					return ctx.Err()
-				}
+		ticket, err := budgets.Take(ctx, costBudget(cfg.Shop), costLimit, cost)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
-			if d == 0 {
-				break
-			}
-			if err := c.opts.Sleep(ctx, d); err != nil {
-				return err
-			}
+			return fmt.Errorf("wait for the cost budget of %s: %w", cfg.Shop, err)
 		}
 		resp, status, err := c.post(ctx, cfg, body)
 		if err != nil {
-			b.settle(c.opts.Now(), cost, nil, sent)
+			c.settle(ctx, budgets, cfg.Shop, b, ticket, cost, nil)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -221,7 +195,7 @@ func (c *Connector) call(ctx context.Context, cfg Config, query string, vars map
 		if resp != nil {
 			st = resp.Extensions.Cost.ThrottleStatus
 		}
-		b.settle(c.opts.Now(), cost, st, sent)
+		c.settle(ctx, budgets, cfg.Shop, b, ticket, cost, st)
 		switch {
 		case status == http.StatusUnauthorized || status == http.StatusForbidden:
 			return errUnauthorized

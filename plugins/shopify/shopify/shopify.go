@@ -1,6 +1,7 @@
 // Package shopify is the Shopify connector: customers, orders and products
 // through the GraphQL Admin API, with a per-shop query-cost budget shared by
-// every call of the process, and webhooks verified by HMAC.
+// every call of the process (and by every host when the host attaches its
+// budgets), and webhooks verified by HMAC.
 package shopify
 
 import (
@@ -37,6 +38,8 @@ type Connector struct {
 	mu      sync.Mutex
 	buckets map[string]*bucket
 	seen    *idSet
+	// local holds the cost budgets when no host shares them.
+	local *sdk.LocalBudgets
 }
 
 var _ sdk.Connector = (*Connector)(nil)
@@ -58,6 +61,7 @@ func New(version, docs string, opts Options) *Connector {
 	return &Connector{
 		version: strings.TrimSpace(version), docs: docs, opts: opts,
 		buckets: map[string]*bucket{}, seen: newIDSet(opts.WebhookMemory),
+		local: sdk.NewLocalBudgets(opts.Now),
 	}
 }
 
@@ -72,16 +76,27 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// bucket returns the cost bucket of a shop, shared by all its calls.
+// bucket returns what the process knows of a shop's cost bucket (its size,
+// for sizing queries), shared by all its calls.
 func (c *Connector) bucket(shop string) *bucket {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b := c.buckets[shop]
 	if b == nil {
-		b = &bucket{max: defaultMaximum, avail: defaultMaximum, rate: defaultRestore, at: c.opts.Now(), learned: make(chan struct{})}
+		b = &bucket{max: defaultMaximum, avail: defaultMaximum, rate: defaultRestore}
 		c.buckets[shop] = b
 	}
 	return b
+}
+
+// budgets returns the cost budgets of a call: the host's when the host
+// attached its shared budgets (every host's processes share them), the
+// process's otherwise.
+func (c *Connector) budgets(ctx context.Context) *sdk.Budgets {
+	if a := sdk.BudgetAuthorityFrom(ctx); a != nil {
+		return sdk.NewBudgets(a, c.opts.Sleep)
+	}
+	return sdk.NewBudgets(c.local, c.opts.Sleep)
 }
 
 // Spec describes the connector.

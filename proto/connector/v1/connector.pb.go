@@ -29,6 +29,57 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type BudgetLimit_Model int32
+
+const (
+	BudgetLimit_MODEL_UNSPECIFIED BudgetLimit_Model = 0
+	// At most max per interval in any sliding window (widened by margin).
+	BudgetLimit_MODEL_WINDOW BudgetLimit_Model = 1
+	// A leaky bucket of max units restored at restore_rate units per second.
+	BudgetLimit_MODEL_BUCKET BudgetLimit_Model = 2
+)
+
+// Enum value maps for BudgetLimit_Model.
+var (
+	BudgetLimit_Model_name = map[int32]string{
+		0: "MODEL_UNSPECIFIED",
+		1: "MODEL_WINDOW",
+		2: "MODEL_BUCKET",
+	}
+	BudgetLimit_Model_value = map[string]int32{
+		"MODEL_UNSPECIFIED": 0,
+		"MODEL_WINDOW":      1,
+		"MODEL_BUCKET":      2,
+	}
+)
+
+func (x BudgetLimit_Model) Enum() *BudgetLimit_Model {
+	p := new(BudgetLimit_Model)
+	*p = x
+	return p
+}
+
+func (x BudgetLimit_Model) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BudgetLimit_Model) Descriptor() protoreflect.EnumDescriptor {
+	return file_proto_connector_v1_connector_proto_enumTypes[0].Descriptor()
+}
+
+func (BudgetLimit_Model) Type() protoreflect.EnumType {
+	return &file_proto_connector_v1_connector_proto_enumTypes[0]
+}
+
+func (x BudgetLimit_Model) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BudgetLimit_Model.Descriptor instead.
+func (BudgetLimit_Model) EnumDescriptor() ([]byte, []int) {
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{2, 0}
+}
+
 type Diagnostic_Severity int32
 
 const (
@@ -62,11 +113,11 @@ func (x Diagnostic_Severity) String() string {
 }
 
 func (Diagnostic_Severity) Descriptor() protoreflect.EnumDescriptor {
-	return file_proto_connector_v1_connector_proto_enumTypes[0].Descriptor()
+	return file_proto_connector_v1_connector_proto_enumTypes[1].Descriptor()
 }
 
 func (Diagnostic_Severity) Type() protoreflect.EnumType {
-	return &file_proto_connector_v1_connector_proto_enumTypes[0]
+	return &file_proto_connector_v1_connector_proto_enumTypes[1]
 }
 
 func (x Diagnostic_Severity) Number() protoreflect.EnumNumber {
@@ -75,7 +126,7 @@ func (x Diagnostic_Severity) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Diagnostic_Severity.Descriptor instead.
 func (Diagnostic_Severity) EnumDescriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{0, 0}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{7, 0}
 }
 
 type WriteResult_Status int32
@@ -114,11 +165,11 @@ func (x WriteResult_Status) String() string {
 }
 
 func (WriteResult_Status) Descriptor() protoreflect.EnumDescriptor {
-	return file_proto_connector_v1_connector_proto_enumTypes[1].Descriptor()
+	return file_proto_connector_v1_connector_proto_enumTypes[2].Descriptor()
 }
 
 func (WriteResult_Status) Type() protoreflect.EnumType {
-	return &file_proto_connector_v1_connector_proto_enumTypes[1]
+	return &file_proto_connector_v1_connector_proto_enumTypes[2]
 }
 
 func (x WriteResult_Status) Number() protoreflect.EnumNumber {
@@ -127,7 +178,7 @@ func (x WriteResult_Status) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WriteResult_Status.Descriptor instead.
 func (WriteResult_Status) EnumDescriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{15, 0}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{22, 0}
 }
 
 type WriteResult_Action int32
@@ -169,11 +220,11 @@ func (x WriteResult_Action) String() string {
 }
 
 func (WriteResult_Action) Descriptor() protoreflect.EnumDescriptor {
-	return file_proto_connector_v1_connector_proto_enumTypes[2].Descriptor()
+	return file_proto_connector_v1_connector_proto_enumTypes[3].Descriptor()
 }
 
 func (WriteResult_Action) Type() protoreflect.EnumType {
-	return &file_proto_connector_v1_connector_proto_enumTypes[2]
+	return &file_proto_connector_v1_connector_proto_enumTypes[3]
 }
 
 func (x WriteResult_Action) Number() protoreflect.EnumNumber {
@@ -182,7 +233,453 @@ func (x WriteResult_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WriteResult_Action.Descriptor instead.
 func (WriteResult_Action) EnumDescriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{15, 1}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{22, 1}
+}
+
+type AttachBudgetsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The broker id the host serves Budgets on.
+	BrokerId      uint32 `protobuf:"varint,1,opt,name=broker_id,json=brokerId,proto3" json:"broker_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachBudgetsRequest) Reset() {
+	*x = AttachBudgetsRequest{}
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachBudgetsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachBudgetsRequest) ProtoMessage() {}
+
+func (x *AttachBudgetsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachBudgetsRequest.ProtoReflect.Descriptor instead.
+func (*AttachBudgetsRequest) Descriptor() ([]byte, []int) {
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *AttachBudgetsRequest) GetBrokerId() uint32 {
+	if x != nil {
+		return x.BrokerId
+	}
+	return 0
+}
+
+type AttachBudgetsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachBudgetsResponse) Reset() {
+	*x = AttachBudgetsResponse{}
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachBudgetsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachBudgetsResponse) ProtoMessage() {}
+
+func (x *AttachBudgetsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachBudgetsResponse.ProtoReflect.Descriptor instead.
+func (*AttachBudgetsResponse) Descriptor() ([]byte, []int) {
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{1}
+}
+
+// BudgetLimit is the model of a budget and its sizes until the app tells
+// otherwise (an Observe).
+type BudgetLimit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         BudgetLimit_Model      `protobuf:"varint,1,opt,name=model,proto3,enum=synchron.connector.v1.BudgetLimit_Model" json:"model,omitempty"`
+	Max           float64                `protobuf:"fixed64,2,opt,name=max,proto3" json:"max,omitempty"`
+	IntervalNanos int64                  `protobuf:"varint,3,opt,name=interval_nanos,json=intervalNanos,proto3" json:"interval_nanos,omitempty"`
+	MarginNanos   int64                  `protobuf:"varint,4,opt,name=margin_nanos,json=marginNanos,proto3" json:"margin_nanos,omitempty"`
+	RestoreRate   float64                `protobuf:"fixed64,5,opt,name=restore_rate,json=restoreRate,proto3" json:"restore_rate,omitempty"`
+	// Bucket: until an Observe gives the bucket's size, one Take at a time and
+	// at most probe_cost (0: the size is known from the start).
+	ProbeCost     float64 `protobuf:"fixed64,6,opt,name=probe_cost,json=probeCost,proto3" json:"probe_cost,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BudgetLimit) Reset() {
+	*x = BudgetLimit{}
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BudgetLimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BudgetLimit) ProtoMessage() {}
+
+func (x *BudgetLimit) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BudgetLimit.ProtoReflect.Descriptor instead.
+func (*BudgetLimit) Descriptor() ([]byte, []int) {
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BudgetLimit) GetModel() BudgetLimit_Model {
+	if x != nil {
+		return x.Model
+	}
+	return BudgetLimit_MODEL_UNSPECIFIED
+}
+
+func (x *BudgetLimit) GetMax() float64 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+func (x *BudgetLimit) GetIntervalNanos() int64 {
+	if x != nil {
+		return x.IntervalNanos
+	}
+	return 0
+}
+
+func (x *BudgetLimit) GetMarginNanos() int64 {
+	if x != nil {
+		return x.MarginNanos
+	}
+	return 0
+}
+
+func (x *BudgetLimit) GetRestoreRate() float64 {
+	if x != nil {
+		return x.RestoreRate
+	}
+	return 0
+}
+
+func (x *BudgetLimit) GetProbeCost() float64 {
+	if x != nil {
+		return x.ProbeCost
+	}
+	return 0
+}
+
+type TakeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Limit         *BudgetLimit           `protobuf:"bytes,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	Cost          float64                `protobuf:"fixed64,3,opt,name=cost,proto3" json:"cost,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TakeRequest) Reset() {
+	*x = TakeRequest{}
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TakeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TakeRequest) ProtoMessage() {}
+
+func (x *TakeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TakeRequest.ProtoReflect.Descriptor instead.
+func (*TakeRequest) Descriptor() ([]byte, []int) {
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *TakeRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *TakeRequest) GetLimit() *BudgetLimit {
+	if x != nil {
+		return x.Limit
+	}
+	return nil
+}
+
+func (x *TakeRequest) GetCost() float64 {
+	if x != nil {
+		return x.Cost
+	}
+	return 0
+}
+
+type TakeResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Granted bool                   `protobuf:"varint,1,opt,name=granted,proto3" json:"granted,omitempty"`
+	// When not granted: how long to wait before asking again.
+	WaitNanos int64 `protobuf:"varint,2,opt,name=wait_nanos,json=waitNanos,proto3" json:"wait_nanos,omitempty"`
+	// When granted: pass it back in Observe (a bucket's answers use it to tell
+	// the newest figure).
+	Ticket        int64 `protobuf:"varint,3,opt,name=ticket,proto3" json:"ticket,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TakeResponse) Reset() {
+	*x = TakeResponse{}
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TakeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TakeResponse) ProtoMessage() {}
+
+func (x *TakeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TakeResponse.ProtoReflect.Descriptor instead.
+func (*TakeResponse) Descriptor() ([]byte, []int) {
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TakeResponse) GetGranted() bool {
+	if x != nil {
+		return x.Granted
+	}
+	return false
+}
+
+func (x *TakeResponse) GetWaitNanos() int64 {
+	if x != nil {
+		return x.WaitNanos
+	}
+	return 0
+}
+
+func (x *TakeResponse) GetTicket() int64 {
+	if x != nil {
+		return x.Ticket
+	}
+	return 0
+}
+
+type ObserveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Limit *BudgetLimit           `protobuf:"bytes,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Bucket: the ticket and cost of the Take this answer ends (0: none).
+	Ticket  int64   `protobuf:"varint,3,opt,name=ticket,proto3" json:"ticket,omitempty"`
+	Release float64 `protobuf:"fixed64,4,opt,name=release,proto3" json:"release,omitempty"`
+	// What the app said; zero values are unknown.
+	Max             float64 `protobuf:"fixed64,5,opt,name=max,proto3" json:"max,omitempty"`
+	IntervalNanos   int64   `protobuf:"varint,6,opt,name=interval_nanos,json=intervalNanos,proto3" json:"interval_nanos,omitempty"`
+	HasRemaining    bool    `protobuf:"varint,7,opt,name=has_remaining,json=hasRemaining,proto3" json:"has_remaining,omitempty"`
+	Remaining       float64 `protobuf:"fixed64,8,opt,name=remaining,proto3" json:"remaining,omitempty"`
+	RestoreRate     float64 `protobuf:"fixed64,9,opt,name=restore_rate,json=restoreRate,proto3" json:"restore_rate,omitempty"`
+	RetryAfterNanos int64   `protobuf:"varint,10,opt,name=retry_after_nanos,json=retryAfterNanos,proto3" json:"retry_after_nanos,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ObserveRequest) Reset() {
+	*x = ObserveRequest{}
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObserveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObserveRequest) ProtoMessage() {}
+
+func (x *ObserveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObserveRequest.ProtoReflect.Descriptor instead.
+func (*ObserveRequest) Descriptor() ([]byte, []int) {
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ObserveRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ObserveRequest) GetLimit() *BudgetLimit {
+	if x != nil {
+		return x.Limit
+	}
+	return nil
+}
+
+func (x *ObserveRequest) GetTicket() int64 {
+	if x != nil {
+		return x.Ticket
+	}
+	return 0
+}
+
+func (x *ObserveRequest) GetRelease() float64 {
+	if x != nil {
+		return x.Release
+	}
+	return 0
+}
+
+func (x *ObserveRequest) GetMax() float64 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+func (x *ObserveRequest) GetIntervalNanos() int64 {
+	if x != nil {
+		return x.IntervalNanos
+	}
+	return 0
+}
+
+func (x *ObserveRequest) GetHasRemaining() bool {
+	if x != nil {
+		return x.HasRemaining
+	}
+	return false
+}
+
+func (x *ObserveRequest) GetRemaining() float64 {
+	if x != nil {
+		return x.Remaining
+	}
+	return 0
+}
+
+func (x *ObserveRequest) GetRestoreRate() float64 {
+	if x != nil {
+		return x.RestoreRate
+	}
+	return 0
+}
+
+func (x *ObserveRequest) GetRetryAfterNanos() int64 {
+	if x != nil {
+		return x.RetryAfterNanos
+	}
+	return 0
+}
+
+type ObserveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObserveResponse) Reset() {
+	*x = ObserveResponse{}
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObserveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObserveResponse) ProtoMessage() {}
+
+func (x *ObserveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObserveResponse.ProtoReflect.Descriptor instead.
+func (*ObserveResponse) Descriptor() ([]byte, []int) {
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{6}
 }
 
 type Diagnostic struct {
@@ -198,7 +695,7 @@ type Diagnostic struct {
 
 func (x *Diagnostic) Reset() {
 	*x = Diagnostic{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[0]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -210,7 +707,7 @@ func (x *Diagnostic) String() string {
 func (*Diagnostic) ProtoMessage() {}
 
 func (x *Diagnostic) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[0]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -223,7 +720,7 @@ func (x *Diagnostic) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Diagnostic.ProtoReflect.Descriptor instead.
 func (*Diagnostic) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{0}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Diagnostic) GetSeverity() Diagnostic_Severity {
@@ -268,7 +765,7 @@ type Field struct {
 
 func (x *Field) Reset() {
 	*x = Field{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[1]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +777,7 @@ func (x *Field) String() string {
 func (*Field) ProtoMessage() {}
 
 func (x *Field) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[1]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +790,7 @@ func (x *Field) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Field.ProtoReflect.Descriptor instead.
 func (*Field) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{1}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Field) GetName() string {
@@ -348,7 +845,7 @@ type ObjectSpec struct {
 
 func (x *ObjectSpec) Reset() {
 	*x = ObjectSpec{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[2]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -360,7 +857,7 @@ func (x *ObjectSpec) String() string {
 func (*ObjectSpec) ProtoMessage() {}
 
 func (x *ObjectSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[2]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -373,7 +870,7 @@ func (x *ObjectSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectSpec.ProtoReflect.Descriptor instead.
 func (*ObjectSpec) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{2}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ObjectSpec) GetName() string {
@@ -444,7 +941,7 @@ type Capabilities struct {
 
 func (x *Capabilities) Reset() {
 	*x = Capabilities{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[3]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -456,7 +953,7 @@ func (x *Capabilities) String() string {
 func (*Capabilities) ProtoMessage() {}
 
 func (x *Capabilities) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[3]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -469,7 +966,7 @@ func (x *Capabilities) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Capabilities.ProtoReflect.Descriptor instead.
 func (*Capabilities) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{3}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Capabilities) GetRead() bool {
@@ -508,7 +1005,7 @@ type SpecRequest struct {
 
 func (x *SpecRequest) Reset() {
 	*x = SpecRequest{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[4]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -520,7 +1017,7 @@ func (x *SpecRequest) String() string {
 func (*SpecRequest) ProtoMessage() {}
 
 func (x *SpecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[4]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -533,7 +1030,7 @@ func (x *SpecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpecRequest.ProtoReflect.Descriptor instead.
 func (*SpecRequest) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{4}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{11}
 }
 
 type SpecResponse struct {
@@ -556,7 +1053,7 @@ type SpecResponse struct {
 
 func (x *SpecResponse) Reset() {
 	*x = SpecResponse{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[5]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -568,7 +1065,7 @@ func (x *SpecResponse) String() string {
 func (*SpecResponse) ProtoMessage() {}
 
 func (x *SpecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[5]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -581,7 +1078,7 @@ func (x *SpecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpecResponse.ProtoReflect.Descriptor instead.
 func (*SpecResponse) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{5}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SpecResponse) GetName() string {
@@ -649,7 +1146,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[6]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +1158,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[6]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +1171,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{6}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CheckRequest) GetConfig() []byte {
@@ -695,7 +1192,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[7]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -707,7 +1204,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[7]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -720,7 +1217,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{7}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CheckResponse) GetDiagnostics() []*Diagnostic {
@@ -746,7 +1243,7 @@ type DiscoverRequest struct {
 
 func (x *DiscoverRequest) Reset() {
 	*x = DiscoverRequest{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[8]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +1255,7 @@ func (x *DiscoverRequest) String() string {
 func (*DiscoverRequest) ProtoMessage() {}
 
 func (x *DiscoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[8]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +1268,7 @@ func (x *DiscoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscoverRequest.ProtoReflect.Descriptor instead.
 func (*DiscoverRequest) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{8}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DiscoverRequest) GetConfig() []byte {
@@ -792,7 +1289,7 @@ type DiscoverResponse struct {
 
 func (x *DiscoverResponse) Reset() {
 	*x = DiscoverResponse{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[9]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +1301,7 @@ func (x *DiscoverResponse) String() string {
 func (*DiscoverResponse) ProtoMessage() {}
 
 func (x *DiscoverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[9]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +1314,7 @@ func (x *DiscoverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscoverResponse.ProtoReflect.Descriptor instead.
 func (*DiscoverResponse) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{9}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DiscoverResponse) GetObjects() []*ObjectSpec {
@@ -855,7 +1352,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[10]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +1364,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[10]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +1377,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{10}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Record) GetId() string {
@@ -925,7 +1422,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[11]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1434,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[11]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1447,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{11}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReadRequest) GetConfig() []byte {
@@ -995,7 +1492,7 @@ type ReadResponse struct {
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[12]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1007,7 +1504,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[12]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1020,7 +1517,7 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{12}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReadResponse) GetRecords() []*Record {
@@ -1065,7 +1562,7 @@ type WriteRecord struct {
 
 func (x *WriteRecord) Reset() {
 	*x = WriteRecord{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[13]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1574,7 @@ func (x *WriteRecord) String() string {
 func (*WriteRecord) ProtoMessage() {}
 
 func (x *WriteRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[13]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1587,7 @@ func (x *WriteRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRecord.ProtoReflect.Descriptor instead.
 func (*WriteRecord) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{13}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WriteRecord) GetRef() string {
@@ -1132,7 +1629,7 @@ type WriteRequest struct {
 
 func (x *WriteRequest) Reset() {
 	*x = WriteRequest{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[14]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1641,7 @@ func (x *WriteRequest) String() string {
 func (*WriteRequest) ProtoMessage() {}
 
 func (x *WriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[14]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1654,7 @@ func (x *WriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRequest.ProtoReflect.Descriptor instead.
 func (*WriteRequest) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{14}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WriteRequest) GetConfig() []byte {
@@ -1199,7 +1696,7 @@ type WriteResult struct {
 
 func (x *WriteResult) Reset() {
 	*x = WriteResult{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[15]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1708,7 @@ func (x *WriteResult) String() string {
 func (*WriteResult) ProtoMessage() {}
 
 func (x *WriteResult) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[15]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1721,7 @@ func (x *WriteResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteResult.ProtoReflect.Descriptor instead.
 func (*WriteResult) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{15}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WriteResult) GetRef() string {
@@ -1287,7 +1784,7 @@ type WriteResponse struct {
 
 func (x *WriteResponse) Reset() {
 	*x = WriteResponse{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[16]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1796,7 @@ func (x *WriteResponse) String() string {
 func (*WriteResponse) ProtoMessage() {}
 
 func (x *WriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[16]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1809,7 @@ func (x *WriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteResponse.ProtoReflect.Descriptor instead.
 func (*WriteResponse) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{16}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WriteResponse) GetResults() []*WriteResult {
@@ -1345,7 +1842,7 @@ type HeaderValues struct {
 
 func (x *HeaderValues) Reset() {
 	*x = HeaderValues{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[17]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1357,7 +1854,7 @@ func (x *HeaderValues) String() string {
 func (*HeaderValues) ProtoMessage() {}
 
 func (x *HeaderValues) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[17]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1370,7 +1867,7 @@ func (x *HeaderValues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderValues.ProtoReflect.Descriptor instead.
 func (*HeaderValues) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{17}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HeaderValues) GetValues() []string {
@@ -1393,7 +1890,7 @@ type HandleWebhookRequest struct {
 
 func (x *HandleWebhookRequest) Reset() {
 	*x = HandleWebhookRequest{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[18]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1902,7 @@ func (x *HandleWebhookRequest) String() string {
 func (*HandleWebhookRequest) ProtoMessage() {}
 
 func (x *HandleWebhookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[18]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1915,7 @@ func (x *HandleWebhookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleWebhookRequest.ProtoReflect.Descriptor instead.
 func (*HandleWebhookRequest) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{18}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HandleWebhookRequest) GetConfig() []byte {
@@ -1469,7 +1966,7 @@ type ChangeNotice struct {
 
 func (x *ChangeNotice) Reset() {
 	*x = ChangeNotice{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[19]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1978,7 @@ func (x *ChangeNotice) String() string {
 func (*ChangeNotice) ProtoMessage() {}
 
 func (x *ChangeNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[19]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1991,7 @@ func (x *ChangeNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeNotice.ProtoReflect.Descriptor instead.
 func (*ChangeNotice) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{19}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ChangeNotice) GetObject() string {
@@ -1540,7 +2037,7 @@ type HandleWebhookResponse struct {
 
 func (x *HandleWebhookResponse) Reset() {
 	*x = HandleWebhookResponse{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[20]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1552,7 +2049,7 @@ func (x *HandleWebhookResponse) String() string {
 func (*HandleWebhookResponse) ProtoMessage() {}
 
 func (x *HandleWebhookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[20]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1565,7 +2062,7 @@ func (x *HandleWebhookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleWebhookResponse.ProtoReflect.Descriptor instead.
 func (*HandleWebhookResponse) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{20}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *HandleWebhookResponse) GetVerified() bool {
@@ -1611,7 +2108,7 @@ type StopRequest struct {
 
 func (x *StopRequest) Reset() {
 	*x = StopRequest{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[21]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1623,7 +2120,7 @@ func (x *StopRequest) String() string {
 func (*StopRequest) ProtoMessage() {}
 
 func (x *StopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[21]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1636,7 +2133,7 @@ func (x *StopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopRequest.ProtoReflect.Descriptor instead.
 func (*StopRequest) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{21}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{28}
 }
 
 type StopResponse struct {
@@ -1648,7 +2145,7 @@ type StopResponse struct {
 
 func (x *StopResponse) Reset() {
 	*x = StopResponse{}
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[22]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +2157,7 @@ func (x *StopResponse) String() string {
 func (*StopResponse) ProtoMessage() {}
 
 func (x *StopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_connector_v1_connector_proto_msgTypes[22]
+	mi := &file_proto_connector_v1_connector_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +2170,7 @@ func (x *StopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopResponse.ProtoReflect.Descriptor instead.
 func (*StopResponse) Descriptor() ([]byte, []int) {
-	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{22}
+	return file_proto_connector_v1_connector_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StopResponse) GetDiagnostics() []*Diagnostic {
@@ -1687,7 +2184,44 @@ var File_proto_connector_v1_connector_proto protoreflect.FileDescriptor
 
 const file_proto_connector_v1_connector_proto_rawDesc = "" +
 	"\n" +
-	"\"proto/connector/v1/connector.proto\x12\x15synchron.connector.v1\"\xf4\x01\n" +
+	"\"proto/connector/v1/connector.proto\x12\x15synchron.connector.v1\"3\n" +
+	"\x14AttachBudgetsRequest\x12\x1b\n" +
+	"\tbroker_id\x18\x01 \x01(\rR\bbrokerId\"\x17\n" +
+	"\x15AttachBudgetsResponse\"\xaf\x02\n" +
+	"\vBudgetLimit\x12>\n" +
+	"\x05model\x18\x01 \x01(\x0e2(.synchron.connector.v1.BudgetLimit.ModelR\x05model\x12\x10\n" +
+	"\x03max\x18\x02 \x01(\x01R\x03max\x12%\n" +
+	"\x0einterval_nanos\x18\x03 \x01(\x03R\rintervalNanos\x12!\n" +
+	"\fmargin_nanos\x18\x04 \x01(\x03R\vmarginNanos\x12!\n" +
+	"\frestore_rate\x18\x05 \x01(\x01R\vrestoreRate\x12\x1d\n" +
+	"\n" +
+	"probe_cost\x18\x06 \x01(\x01R\tprobeCost\"B\n" +
+	"\x05Model\x12\x15\n" +
+	"\x11MODEL_UNSPECIFIED\x10\x00\x12\x10\n" +
+	"\fMODEL_WINDOW\x10\x01\x12\x10\n" +
+	"\fMODEL_BUCKET\x10\x02\"m\n" +
+	"\vTakeRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x128\n" +
+	"\x05limit\x18\x02 \x01(\v2\".synchron.connector.v1.BudgetLimitR\x05limit\x12\x12\n" +
+	"\x04cost\x18\x03 \x01(\x01R\x04cost\"_\n" +
+	"\fTakeResponse\x12\x18\n" +
+	"\agranted\x18\x01 \x01(\bR\agranted\x12\x1d\n" +
+	"\n" +
+	"wait_nanos\x18\x02 \x01(\x03R\twaitNanos\x12\x16\n" +
+	"\x06ticket\x18\x03 \x01(\x03R\x06ticket\"\xd9\x02\n" +
+	"\x0eObserveRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x128\n" +
+	"\x05limit\x18\x02 \x01(\v2\".synchron.connector.v1.BudgetLimitR\x05limit\x12\x16\n" +
+	"\x06ticket\x18\x03 \x01(\x03R\x06ticket\x12\x18\n" +
+	"\arelease\x18\x04 \x01(\x01R\arelease\x12\x10\n" +
+	"\x03max\x18\x05 \x01(\x01R\x03max\x12%\n" +
+	"\x0einterval_nanos\x18\x06 \x01(\x03R\rintervalNanos\x12#\n" +
+	"\rhas_remaining\x18\a \x01(\bR\fhasRemaining\x12\x1c\n" +
+	"\tremaining\x18\b \x01(\x01R\tremaining\x12!\n" +
+	"\frestore_rate\x18\t \x01(\x01R\vrestoreRate\x12*\n" +
+	"\x11retry_after_nanos\x18\n" +
+	" \x01(\x03R\x0fretryAfterNanos\"\x11\n" +
+	"\x0fObserveResponse\"\xf4\x01\n" +
 	"\n" +
 	"Diagnostic\x12F\n" +
 	"\bseverity\x18\x01 \x01(\x0e2*.synchron.connector.v1.Diagnostic.SeverityR\bseverity\x12\x18\n" +
@@ -1814,7 +2348,7 @@ const file_proto_connector_v1_connector_proto_rawDesc = "" +
 	"\rresponse_body\x18\x05 \x01(\fR\fresponseBody\"\r\n" +
 	"\vStopRequest\"S\n" +
 	"\fStopResponse\x12C\n" +
-	"\vdiagnostics\x18\x01 \x03(\v2!.synchron.connector.v1.DiagnosticR\vdiagnostics2\xf1\x04\n" +
+	"\vdiagnostics\x18\x01 \x03(\v2!.synchron.connector.v1.DiagnosticR\vdiagnostics2\xdd\x05\n" +
 	"\tConnector\x12O\n" +
 	"\x04Spec\x12\".synchron.connector.v1.SpecRequest\x1a#.synchron.connector.v1.SpecResponse\x12R\n" +
 	"\x05Check\x12#.synchron.connector.v1.CheckRequest\x1a$.synchron.connector.v1.CheckResponse\x12[\n" +
@@ -1822,7 +2356,11 @@ const file_proto_connector_v1_connector_proto_rawDesc = "" +
 	"\x04Read\x12\".synchron.connector.v1.ReadRequest\x1a#.synchron.connector.v1.ReadResponse0\x01\x12R\n" +
 	"\x05Write\x12#.synchron.connector.v1.WriteRequest\x1a$.synchron.connector.v1.WriteResponse\x12j\n" +
 	"\rHandleWebhook\x12+.synchron.connector.v1.HandleWebhookRequest\x1a,.synchron.connector.v1.HandleWebhookResponse\x12O\n" +
-	"\x04Stop\x12\".synchron.connector.v1.StopRequest\x1a#.synchron.connector.v1.StopResponseB@Z>github.com/synchron-io/synchron/proto/connector/v1;connectorv1b\x06proto3"
+	"\x04Stop\x12\".synchron.connector.v1.StopRequest\x1a#.synchron.connector.v1.StopResponse\x12j\n" +
+	"\rAttachBudgets\x12+.synchron.connector.v1.AttachBudgetsRequest\x1a,.synchron.connector.v1.AttachBudgetsResponse2\xb4\x01\n" +
+	"\aBudgets\x12O\n" +
+	"\x04Take\x12\".synchron.connector.v1.TakeRequest\x1a#.synchron.connector.v1.TakeResponse\x12X\n" +
+	"\aObserve\x12%.synchron.connector.v1.ObserveRequest\x1a&.synchron.connector.v1.ObserveResponseB@Z>github.com/synchron-io/synchron/proto/connector/v1;connectorv1b\x06proto3"
 
 var (
 	file_proto_connector_v1_connector_proto_rawDescOnce sync.Once
@@ -1836,77 +2374,94 @@ func file_proto_connector_v1_connector_proto_rawDescGZIP() []byte {
 	return file_proto_connector_v1_connector_proto_rawDescData
 }
 
-var file_proto_connector_v1_connector_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_proto_connector_v1_connector_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_proto_connector_v1_connector_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_proto_connector_v1_connector_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_proto_connector_v1_connector_proto_goTypes = []any{
-	(Diagnostic_Severity)(0),      // 0: synchron.connector.v1.Diagnostic.Severity
-	(WriteResult_Status)(0),       // 1: synchron.connector.v1.WriteResult.Status
-	(WriteResult_Action)(0),       // 2: synchron.connector.v1.WriteResult.Action
-	(*Diagnostic)(nil),            // 3: synchron.connector.v1.Diagnostic
-	(*Field)(nil),                 // 4: synchron.connector.v1.Field
-	(*ObjectSpec)(nil),            // 5: synchron.connector.v1.ObjectSpec
-	(*Capabilities)(nil),          // 6: synchron.connector.v1.Capabilities
-	(*SpecRequest)(nil),           // 7: synchron.connector.v1.SpecRequest
-	(*SpecResponse)(nil),          // 8: synchron.connector.v1.SpecResponse
-	(*CheckRequest)(nil),          // 9: synchron.connector.v1.CheckRequest
-	(*CheckResponse)(nil),         // 10: synchron.connector.v1.CheckResponse
-	(*DiscoverRequest)(nil),       // 11: synchron.connector.v1.DiscoverRequest
-	(*DiscoverResponse)(nil),      // 12: synchron.connector.v1.DiscoverResponse
-	(*Record)(nil),                // 13: synchron.connector.v1.Record
-	(*ReadRequest)(nil),           // 14: synchron.connector.v1.ReadRequest
-	(*ReadResponse)(nil),          // 15: synchron.connector.v1.ReadResponse
-	(*WriteRecord)(nil),           // 16: synchron.connector.v1.WriteRecord
-	(*WriteRequest)(nil),          // 17: synchron.connector.v1.WriteRequest
-	(*WriteResult)(nil),           // 18: synchron.connector.v1.WriteResult
-	(*WriteResponse)(nil),         // 19: synchron.connector.v1.WriteResponse
-	(*HeaderValues)(nil),          // 20: synchron.connector.v1.HeaderValues
-	(*HandleWebhookRequest)(nil),  // 21: synchron.connector.v1.HandleWebhookRequest
-	(*ChangeNotice)(nil),          // 22: synchron.connector.v1.ChangeNotice
-	(*HandleWebhookResponse)(nil), // 23: synchron.connector.v1.HandleWebhookResponse
-	(*StopRequest)(nil),           // 24: synchron.connector.v1.StopRequest
-	(*StopResponse)(nil),          // 25: synchron.connector.v1.StopResponse
-	nil,                           // 26: synchron.connector.v1.HandleWebhookRequest.HeadersEntry
+	(BudgetLimit_Model)(0),        // 0: synchron.connector.v1.BudgetLimit.Model
+	(Diagnostic_Severity)(0),      // 1: synchron.connector.v1.Diagnostic.Severity
+	(WriteResult_Status)(0),       // 2: synchron.connector.v1.WriteResult.Status
+	(WriteResult_Action)(0),       // 3: synchron.connector.v1.WriteResult.Action
+	(*AttachBudgetsRequest)(nil),  // 4: synchron.connector.v1.AttachBudgetsRequest
+	(*AttachBudgetsResponse)(nil), // 5: synchron.connector.v1.AttachBudgetsResponse
+	(*BudgetLimit)(nil),           // 6: synchron.connector.v1.BudgetLimit
+	(*TakeRequest)(nil),           // 7: synchron.connector.v1.TakeRequest
+	(*TakeResponse)(nil),          // 8: synchron.connector.v1.TakeResponse
+	(*ObserveRequest)(nil),        // 9: synchron.connector.v1.ObserveRequest
+	(*ObserveResponse)(nil),       // 10: synchron.connector.v1.ObserveResponse
+	(*Diagnostic)(nil),            // 11: synchron.connector.v1.Diagnostic
+	(*Field)(nil),                 // 12: synchron.connector.v1.Field
+	(*ObjectSpec)(nil),            // 13: synchron.connector.v1.ObjectSpec
+	(*Capabilities)(nil),          // 14: synchron.connector.v1.Capabilities
+	(*SpecRequest)(nil),           // 15: synchron.connector.v1.SpecRequest
+	(*SpecResponse)(nil),          // 16: synchron.connector.v1.SpecResponse
+	(*CheckRequest)(nil),          // 17: synchron.connector.v1.CheckRequest
+	(*CheckResponse)(nil),         // 18: synchron.connector.v1.CheckResponse
+	(*DiscoverRequest)(nil),       // 19: synchron.connector.v1.DiscoverRequest
+	(*DiscoverResponse)(nil),      // 20: synchron.connector.v1.DiscoverResponse
+	(*Record)(nil),                // 21: synchron.connector.v1.Record
+	(*ReadRequest)(nil),           // 22: synchron.connector.v1.ReadRequest
+	(*ReadResponse)(nil),          // 23: synchron.connector.v1.ReadResponse
+	(*WriteRecord)(nil),           // 24: synchron.connector.v1.WriteRecord
+	(*WriteRequest)(nil),          // 25: synchron.connector.v1.WriteRequest
+	(*WriteResult)(nil),           // 26: synchron.connector.v1.WriteResult
+	(*WriteResponse)(nil),         // 27: synchron.connector.v1.WriteResponse
+	(*HeaderValues)(nil),          // 28: synchron.connector.v1.HeaderValues
+	(*HandleWebhookRequest)(nil),  // 29: synchron.connector.v1.HandleWebhookRequest
+	(*ChangeNotice)(nil),          // 30: synchron.connector.v1.ChangeNotice
+	(*HandleWebhookResponse)(nil), // 31: synchron.connector.v1.HandleWebhookResponse
+	(*StopRequest)(nil),           // 32: synchron.connector.v1.StopRequest
+	(*StopResponse)(nil),          // 33: synchron.connector.v1.StopResponse
+	nil,                           // 34: synchron.connector.v1.HandleWebhookRequest.HeadersEntry
 }
 var file_proto_connector_v1_connector_proto_depIdxs = []int32{
-	0,  // 0: synchron.connector.v1.Diagnostic.severity:type_name -> synchron.connector.v1.Diagnostic.Severity
-	4,  // 1: synchron.connector.v1.ObjectSpec.fields:type_name -> synchron.connector.v1.Field
-	5,  // 2: synchron.connector.v1.SpecResponse.objects:type_name -> synchron.connector.v1.ObjectSpec
-	6,  // 3: synchron.connector.v1.SpecResponse.capabilities:type_name -> synchron.connector.v1.Capabilities
-	3,  // 4: synchron.connector.v1.CheckResponse.diagnostics:type_name -> synchron.connector.v1.Diagnostic
-	5,  // 5: synchron.connector.v1.DiscoverResponse.objects:type_name -> synchron.connector.v1.ObjectSpec
-	3,  // 6: synchron.connector.v1.DiscoverResponse.diagnostics:type_name -> synchron.connector.v1.Diagnostic
-	13, // 7: synchron.connector.v1.ReadResponse.records:type_name -> synchron.connector.v1.Record
-	3,  // 8: synchron.connector.v1.ReadResponse.diagnostics:type_name -> synchron.connector.v1.Diagnostic
-	16, // 9: synchron.connector.v1.WriteRequest.records:type_name -> synchron.connector.v1.WriteRecord
-	1,  // 10: synchron.connector.v1.WriteResult.status:type_name -> synchron.connector.v1.WriteResult.Status
-	2,  // 11: synchron.connector.v1.WriteResult.action:type_name -> synchron.connector.v1.WriteResult.Action
-	18, // 12: synchron.connector.v1.WriteResponse.results:type_name -> synchron.connector.v1.WriteResult
-	3,  // 13: synchron.connector.v1.WriteResponse.diagnostics:type_name -> synchron.connector.v1.Diagnostic
-	26, // 14: synchron.connector.v1.HandleWebhookRequest.headers:type_name -> synchron.connector.v1.HandleWebhookRequest.HeadersEntry
-	13, // 15: synchron.connector.v1.ChangeNotice.record:type_name -> synchron.connector.v1.Record
-	22, // 16: synchron.connector.v1.HandleWebhookResponse.changes:type_name -> synchron.connector.v1.ChangeNotice
-	3,  // 17: synchron.connector.v1.HandleWebhookResponse.diagnostics:type_name -> synchron.connector.v1.Diagnostic
-	3,  // 18: synchron.connector.v1.StopResponse.diagnostics:type_name -> synchron.connector.v1.Diagnostic
-	20, // 19: synchron.connector.v1.HandleWebhookRequest.HeadersEntry.value:type_name -> synchron.connector.v1.HeaderValues
-	7,  // 20: synchron.connector.v1.Connector.Spec:input_type -> synchron.connector.v1.SpecRequest
-	9,  // 21: synchron.connector.v1.Connector.Check:input_type -> synchron.connector.v1.CheckRequest
-	11, // 22: synchron.connector.v1.Connector.Discover:input_type -> synchron.connector.v1.DiscoverRequest
-	14, // 23: synchron.connector.v1.Connector.Read:input_type -> synchron.connector.v1.ReadRequest
-	17, // 24: synchron.connector.v1.Connector.Write:input_type -> synchron.connector.v1.WriteRequest
-	21, // 25: synchron.connector.v1.Connector.HandleWebhook:input_type -> synchron.connector.v1.HandleWebhookRequest
-	24, // 26: synchron.connector.v1.Connector.Stop:input_type -> synchron.connector.v1.StopRequest
-	8,  // 27: synchron.connector.v1.Connector.Spec:output_type -> synchron.connector.v1.SpecResponse
-	10, // 28: synchron.connector.v1.Connector.Check:output_type -> synchron.connector.v1.CheckResponse
-	12, // 29: synchron.connector.v1.Connector.Discover:output_type -> synchron.connector.v1.DiscoverResponse
-	15, // 30: synchron.connector.v1.Connector.Read:output_type -> synchron.connector.v1.ReadResponse
-	19, // 31: synchron.connector.v1.Connector.Write:output_type -> synchron.connector.v1.WriteResponse
-	23, // 32: synchron.connector.v1.Connector.HandleWebhook:output_type -> synchron.connector.v1.HandleWebhookResponse
-	25, // 33: synchron.connector.v1.Connector.Stop:output_type -> synchron.connector.v1.StopResponse
-	27, // [27:34] is the sub-list for method output_type
-	20, // [20:27] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	0,  // 0: synchron.connector.v1.BudgetLimit.model:type_name -> synchron.connector.v1.BudgetLimit.Model
+	6,  // 1: synchron.connector.v1.TakeRequest.limit:type_name -> synchron.connector.v1.BudgetLimit
+	6,  // 2: synchron.connector.v1.ObserveRequest.limit:type_name -> synchron.connector.v1.BudgetLimit
+	1,  // 3: synchron.connector.v1.Diagnostic.severity:type_name -> synchron.connector.v1.Diagnostic.Severity
+	12, // 4: synchron.connector.v1.ObjectSpec.fields:type_name -> synchron.connector.v1.Field
+	13, // 5: synchron.connector.v1.SpecResponse.objects:type_name -> synchron.connector.v1.ObjectSpec
+	14, // 6: synchron.connector.v1.SpecResponse.capabilities:type_name -> synchron.connector.v1.Capabilities
+	11, // 7: synchron.connector.v1.CheckResponse.diagnostics:type_name -> synchron.connector.v1.Diagnostic
+	13, // 8: synchron.connector.v1.DiscoverResponse.objects:type_name -> synchron.connector.v1.ObjectSpec
+	11, // 9: synchron.connector.v1.DiscoverResponse.diagnostics:type_name -> synchron.connector.v1.Diagnostic
+	21, // 10: synchron.connector.v1.ReadResponse.records:type_name -> synchron.connector.v1.Record
+	11, // 11: synchron.connector.v1.ReadResponse.diagnostics:type_name -> synchron.connector.v1.Diagnostic
+	24, // 12: synchron.connector.v1.WriteRequest.records:type_name -> synchron.connector.v1.WriteRecord
+	2,  // 13: synchron.connector.v1.WriteResult.status:type_name -> synchron.connector.v1.WriteResult.Status
+	3,  // 14: synchron.connector.v1.WriteResult.action:type_name -> synchron.connector.v1.WriteResult.Action
+	26, // 15: synchron.connector.v1.WriteResponse.results:type_name -> synchron.connector.v1.WriteResult
+	11, // 16: synchron.connector.v1.WriteResponse.diagnostics:type_name -> synchron.connector.v1.Diagnostic
+	34, // 17: synchron.connector.v1.HandleWebhookRequest.headers:type_name -> synchron.connector.v1.HandleWebhookRequest.HeadersEntry
+	21, // 18: synchron.connector.v1.ChangeNotice.record:type_name -> synchron.connector.v1.Record
+	30, // 19: synchron.connector.v1.HandleWebhookResponse.changes:type_name -> synchron.connector.v1.ChangeNotice
+	11, // 20: synchron.connector.v1.HandleWebhookResponse.diagnostics:type_name -> synchron.connector.v1.Diagnostic
+	11, // 21: synchron.connector.v1.StopResponse.diagnostics:type_name -> synchron.connector.v1.Diagnostic
+	28, // 22: synchron.connector.v1.HandleWebhookRequest.HeadersEntry.value:type_name -> synchron.connector.v1.HeaderValues
+	15, // 23: synchron.connector.v1.Connector.Spec:input_type -> synchron.connector.v1.SpecRequest
+	17, // 24: synchron.connector.v1.Connector.Check:input_type -> synchron.connector.v1.CheckRequest
+	19, // 25: synchron.connector.v1.Connector.Discover:input_type -> synchron.connector.v1.DiscoverRequest
+	22, // 26: synchron.connector.v1.Connector.Read:input_type -> synchron.connector.v1.ReadRequest
+	25, // 27: synchron.connector.v1.Connector.Write:input_type -> synchron.connector.v1.WriteRequest
+	29, // 28: synchron.connector.v1.Connector.HandleWebhook:input_type -> synchron.connector.v1.HandleWebhookRequest
+	32, // 29: synchron.connector.v1.Connector.Stop:input_type -> synchron.connector.v1.StopRequest
+	4,  // 30: synchron.connector.v1.Connector.AttachBudgets:input_type -> synchron.connector.v1.AttachBudgetsRequest
+	7,  // 31: synchron.connector.v1.Budgets.Take:input_type -> synchron.connector.v1.TakeRequest
+	9,  // 32: synchron.connector.v1.Budgets.Observe:input_type -> synchron.connector.v1.ObserveRequest
+	16, // 33: synchron.connector.v1.Connector.Spec:output_type -> synchron.connector.v1.SpecResponse
+	18, // 34: synchron.connector.v1.Connector.Check:output_type -> synchron.connector.v1.CheckResponse
+	20, // 35: synchron.connector.v1.Connector.Discover:output_type -> synchron.connector.v1.DiscoverResponse
+	23, // 36: synchron.connector.v1.Connector.Read:output_type -> synchron.connector.v1.ReadResponse
+	27, // 37: synchron.connector.v1.Connector.Write:output_type -> synchron.connector.v1.WriteResponse
+	31, // 38: synchron.connector.v1.Connector.HandleWebhook:output_type -> synchron.connector.v1.HandleWebhookResponse
+	33, // 39: synchron.connector.v1.Connector.Stop:output_type -> synchron.connector.v1.StopResponse
+	5,  // 40: synchron.connector.v1.Connector.AttachBudgets:output_type -> synchron.connector.v1.AttachBudgetsResponse
+	8,  // 41: synchron.connector.v1.Budgets.Take:output_type -> synchron.connector.v1.TakeResponse
+	10, // 42: synchron.connector.v1.Budgets.Observe:output_type -> synchron.connector.v1.ObserveResponse
+	33, // [33:43] is the sub-list for method output_type
+	23, // [23:33] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_proto_connector_v1_connector_proto_init() }
@@ -1919,10 +2474,10 @@ func file_proto_connector_v1_connector_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_connector_v1_connector_proto_rawDesc), len(file_proto_connector_v1_connector_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   24,
+			NumEnums:      4,
+			NumMessages:   31,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_proto_connector_v1_connector_proto_goTypes,
 		DependencyIndexes: file_proto_connector_v1_connector_proto_depIdxs,

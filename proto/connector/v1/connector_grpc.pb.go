@@ -34,6 +34,7 @@ const (
 	Connector_Write_FullMethodName         = "/synchron.connector.v1.Connector/Write"
 	Connector_HandleWebhook_FullMethodName = "/synchron.connector.v1.Connector/HandleWebhook"
 	Connector_Stop_FullMethodName          = "/synchron.connector.v1.Connector/Stop"
+	Connector_AttachBudgets_FullMethodName = "/synchron.connector.v1.Connector/AttachBudgets"
 )
 
 // ConnectorClient is the client API for Connector service.
@@ -54,6 +55,11 @@ type ConnectorClient interface {
 	HandleWebhook(ctx context.Context, in *HandleWebhookRequest, opts ...grpc.CallOption) (*HandleWebhookResponse, error)
 	// Stop asks the connector to finish in-flight work and release its resources.
 	Stop(ctx context.Context, in *StopRequest, opts ...grpc.CallOption) (*StopResponse, error)
+	// AttachBudgets tells the connector where the host serves the Budgets
+	// service (a go-plugin GRPCBroker id). The host calls it once, right after
+	// it dispensed the connector; a connector never attached keeps its
+	// rate-limit budgets in its own process.
+	AttachBudgets(ctx context.Context, in *AttachBudgetsRequest, opts ...grpc.CallOption) (*AttachBudgetsResponse, error)
 }
 
 type connectorClient struct {
@@ -143,6 +149,16 @@ func (c *connectorClient) Stop(ctx context.Context, in *StopRequest, opts ...grp
 	return out, nil
 }
 
+func (c *connectorClient) AttachBudgets(ctx context.Context, in *AttachBudgetsRequest, opts ...grpc.CallOption) (*AttachBudgetsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AttachBudgetsResponse)
+	err := c.cc.Invoke(ctx, Connector_AttachBudgets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConnectorServer is the server API for Connector service.
 // All implementations must embed UnimplementedConnectorServer
 // for forward compatibility.
@@ -161,6 +177,11 @@ type ConnectorServer interface {
 	HandleWebhook(context.Context, *HandleWebhookRequest) (*HandleWebhookResponse, error)
 	// Stop asks the connector to finish in-flight work and release its resources.
 	Stop(context.Context, *StopRequest) (*StopResponse, error)
+	// AttachBudgets tells the connector where the host serves the Budgets
+	// service (a go-plugin GRPCBroker id). The host calls it once, right after
+	// it dispensed the connector; a connector never attached keeps its
+	// rate-limit budgets in its own process.
+	AttachBudgets(context.Context, *AttachBudgetsRequest) (*AttachBudgetsResponse, error)
 	mustEmbedUnimplementedConnectorServer()
 }
 
@@ -191,6 +212,9 @@ func (UnimplementedConnectorServer) HandleWebhook(context.Context, *HandleWebhoo
 }
 func (UnimplementedConnectorServer) Stop(context.Context, *StopRequest) (*StopResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Stop not implemented")
+}
+func (UnimplementedConnectorServer) AttachBudgets(context.Context, *AttachBudgetsRequest) (*AttachBudgetsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AttachBudgets not implemented")
 }
 func (UnimplementedConnectorServer) mustEmbedUnimplementedConnectorServer() {}
 func (UnimplementedConnectorServer) testEmbeddedByValue()                   {}
@@ -332,6 +356,24 @@ func _Connector_Stop_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Connector_AttachBudgets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AttachBudgetsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectorServer).AttachBudgets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Connector_AttachBudgets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectorServer).AttachBudgets(ctx, req.(*AttachBudgetsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Connector_ServiceDesc is the grpc.ServiceDesc for Connector service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -363,6 +405,10 @@ var Connector_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Stop",
 			Handler:    _Connector_Stop_Handler,
 		},
+		{
+			MethodName: "AttachBudgets",
+			Handler:    _Connector_AttachBudgets_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -371,5 +417,163 @@ var Connector_ServiceDesc = grpc.ServiceDesc{
 			ServerStreams: true,
 		},
 	},
+	Metadata: "proto/connector/v1/connector.proto",
+}
+
+const (
+	Budgets_Take_FullMethodName    = "/synchron.connector.v1.Budgets/Take"
+	Budgets_Observe_FullMethodName = "/synchron.connector.v1.Budgets/Observe"
+)
+
+// BudgetsClient is the client API for Budgets service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Budgets is served by the host, to the connector, over the go-plugin
+// broker (see Connector.AttachBudgets). It holds the rate-limit budgets of
+// the apps' credentials, shared by every host of the installation, so that
+// many processes using one credential together stay within the app's limit.
+// Take never blocks for long: it grants, or says how long to wait.
+type BudgetsClient interface {
+	// Take asks for cost units of the key's budget.
+	Take(ctx context.Context, in *TakeRequest, opts ...grpc.CallOption) (*TakeResponse, error)
+	// Observe tells what the app said about the budget (rate-limit headers, a
+	// 429's Retry-After) and ends the reservation of a bucket Take.
+	Observe(ctx context.Context, in *ObserveRequest, opts ...grpc.CallOption) (*ObserveResponse, error)
+}
+
+type budgetsClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewBudgetsClient(cc grpc.ClientConnInterface) BudgetsClient {
+	return &budgetsClient{cc}
+}
+
+func (c *budgetsClient) Take(ctx context.Context, in *TakeRequest, opts ...grpc.CallOption) (*TakeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TakeResponse)
+	err := c.cc.Invoke(ctx, Budgets_Take_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *budgetsClient) Observe(ctx context.Context, in *ObserveRequest, opts ...grpc.CallOption) (*ObserveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ObserveResponse)
+	err := c.cc.Invoke(ctx, Budgets_Observe_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// BudgetsServer is the server API for Budgets service.
+// All implementations must embed UnimplementedBudgetsServer
+// for forward compatibility.
+//
+// Budgets is served by the host, to the connector, over the go-plugin
+// broker (see Connector.AttachBudgets). It holds the rate-limit budgets of
+// the apps' credentials, shared by every host of the installation, so that
+// many processes using one credential together stay within the app's limit.
+// Take never blocks for long: it grants, or says how long to wait.
+type BudgetsServer interface {
+	// Take asks for cost units of the key's budget.
+	Take(context.Context, *TakeRequest) (*TakeResponse, error)
+	// Observe tells what the app said about the budget (rate-limit headers, a
+	// 429's Retry-After) and ends the reservation of a bucket Take.
+	Observe(context.Context, *ObserveRequest) (*ObserveResponse, error)
+	mustEmbedUnimplementedBudgetsServer()
+}
+
+// UnimplementedBudgetsServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedBudgetsServer struct{}
+
+func (UnimplementedBudgetsServer) Take(context.Context, *TakeRequest) (*TakeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Take not implemented")
+}
+func (UnimplementedBudgetsServer) Observe(context.Context, *ObserveRequest) (*ObserveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Observe not implemented")
+}
+func (UnimplementedBudgetsServer) mustEmbedUnimplementedBudgetsServer() {}
+func (UnimplementedBudgetsServer) testEmbeddedByValue()                 {}
+
+// UnsafeBudgetsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to BudgetsServer will
+// result in compilation errors.
+type UnsafeBudgetsServer interface {
+	mustEmbedUnimplementedBudgetsServer()
+}
+
+func RegisterBudgetsServer(s grpc.ServiceRegistrar, srv BudgetsServer) {
+	// If the following call panics, it indicates UnimplementedBudgetsServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Budgets_ServiceDesc, srv)
+}
+
+func _Budgets_Take_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TakeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BudgetsServer).Take(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Budgets_Take_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BudgetsServer).Take(ctx, req.(*TakeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Budgets_Observe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ObserveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BudgetsServer).Observe(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Budgets_Observe_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BudgetsServer).Observe(ctx, req.(*ObserveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Budgets_ServiceDesc is the grpc.ServiceDesc for Budgets service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Budgets_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "synchron.connector.v1.Budgets",
+	HandlerType: (*BudgetsServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Take",
+			Handler:    _Budgets_Take_Handler,
+		},
+		{
+			MethodName: "Observe",
+			Handler:    _Budgets_Observe_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
 	Metadata: "proto/connector/v1/connector.proto",
 }
