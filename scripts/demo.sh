@@ -5,8 +5,11 @@
 # the Shopify, HubSpot and Sage fakes with sample data (scripts/demo, on
 # 127.0.0.1 only) and bin/synchron serve (SYNCHRON_ADDR, default
 # 127.0.0.1:8080); signs a demo user up, creates the three connections and
-# the two-way workflow "Shopify customers <-> HubSpot contacts" (matched by
-# email), runs it once and prints what to look at. Ctrl-C stops everything
+# the two flagship workflows: "Shopify customers <-> HubSpot contacts"
+# (two-way, matched by email) and "Shopify orders -> Sage sales invoices"
+# (one-way: lines mapped, the Sage contact looked up by email or created,
+# the invoice id written back to the order), runs each once and prints what
+# to look at. Ctrl-C stops everything
 # it started. Run through `make demo` (which builds first).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -83,15 +86,39 @@ wf=$(call POST /v1/workflows "{\"name\":\"Shopify customers <-> HubSpot contacts
   \"match\":{\"source\":\"email\",\"target\":\"email\"},
   \"conflict\":\"newest_wins\",\"interval_seconds\":900}" | json_str id)
 
-run=$(call POST "/v1/workflows/$wf/run" | json_str id)
-deadline=$((SECONDS + 120))
-while :; do
-  body=$(call GET "/v1/runs/$run")
-  status=$(json_str status <<<"$body")
-  case "$status" in succeeded | partial | failed) break ;; esac
-  [ $SECONDS -lt $deadline ] || { echo "demo: run $run still $status after 120 s" >&2; break; }
-  sleep 0.5
-done
+orders=$(call POST /v1/workflows "{\"name\":\"Shopify orders -> Sage sales invoices\",
+  \"source\":{\"connection_id\":\"$shop\",\"object\":\"orders\"},
+  \"target\":{\"connection_id\":\"$sage\",\"object\":\"sales_invoices\"},
+  \"direction\":\"one_way\",
+  \"mapping\":[{\"source\":\"name\",\"target\":\"reference\"},
+    {\"source\":\"created_at\",\"target\":\"date\",\"transform\":\"format_date\",\"format\":\"YYYY-MM-DD\"},
+    {\"source\":\"currency\",\"target\":\"currency_id\"},
+    {\"source\":\"email\",\"target\":\"contact_id\",\"transform\":\"trim\",\"lookup\":{\"object\":\"contacts\",\"field\":\"email\",\"create\":[
+      {\"source\":\"email\",\"target\":\"email\",\"transform\":\"trim,lower\"},
+      {\"source\":\"customer_name\",\"target\":\"name\",\"default\":\"Shopify customer\"},
+      {\"target\":\"contact_type_ids\",\"value\":[\"CUSTOMER\"]}]}},
+    {\"source\":\"line_items\",\"target\":\"invoice_lines\",\"items\":[
+      {\"source\":\"name\",\"target\":\"description\"},{\"source\":\"quantity\",\"target\":\"quantity\"},
+      {\"source\":\"price\",\"target\":\"unit_price\",\"transform\":\"number\"},
+      {\"target\":\"ledger_account_id\",\"value\":\"la-sales\"}]}],
+  \"write_back\":{\"field\":\"external_id\"},
+  \"interval_seconds\":900}" | json_str id)
+
+# run_once WORKFLOW: runs it and waits; sets run, status and body.
+run_once() {
+  run=$(call POST "/v1/workflows/$1/run" | json_str id)
+  local deadline=$((SECONDS + 120))
+  while :; do
+    body=$(call GET "/v1/runs/$run")
+    status=$(json_str status <<<"$body")
+    case "$status" in succeeded | partial | failed) break ;; esac
+    [ $SECONDS -lt $deadline ] || { echo "demo: run $run still $status after 120 s" >&2; break; }
+    sleep 0.5
+  done
+}
+run_once "$orders"
+orders_run=$run orders_status=$status orders_body=$body
+run_once "$wf"
 
 cat <<EOF
 
@@ -104,6 +131,9 @@ Synchron demo is running (Ctrl-C stops it).
   workflow       $wf  "Shopify customers <-> HubSpot contacts" (two-way, matched by email)
   first run      $run: $status
                  $body
+  workflow       $orders  "Shopify orders -> Sage sales invoices" (one-way, contacts looked up or created)
+  first run      $orders_run: $orders_status
+                 $orders_body
 
 Fakes (127.0.0.1 only; seeded: 30 Shopify customers, 25 HubSpot contacts of which 10 shared,
 12 products and 8 orders in Shopify, 5 contacts and 12 products in Sage):
@@ -116,10 +146,14 @@ Try:
   curl -s $api/v1/workflows/$wf -H "Authorization: Bearer \$TOKEN"
   curl -s $api/v1/workflows/$wf/records -H "Authorization: Bearer \$TOKEN"
   curl -s $api/v1/runs/$run/records -H "Authorization: Bearer \$TOKEN"
+  curl -s $api/v1/workflows/$orders/records -H "Authorization: Bearer \$TOKEN"     # order -> invoice links
+  curl -s "$SAGE_URL/sales_invoices?attributes=all" -H "Authorization: Bearer $SAGE_ACCESS_TOKEN" -H "X-Business: $SAGE_BUSINESS"
   curl -s -X POST $api/v1/workflows/$wf/run -H "Authorization: Bearer \$TOKEN"
   curl -s "$HUBSPOT_URL/crm/v3/objects/contacts?limit=100&properties=email,firstname,lastname,phone" -H "Authorization: Bearer $HUBSPOT_TOKEN"
   curl -s $SHOPIFY_URL/admin/api/2025-01/graphql.json -H "X-Shopify-Access-Token: $SHOPIFY_TOKEN" \\
     -H 'Content-Type: application/json' -d '{"query":"{ customers(first: 50) { nodes { id email firstName lastName phone } } }"}'
+  curl -s $SHOPIFY_URL/admin/api/2025-01/graphql.json -H "X-Shopify-Access-Token: $SHOPIFY_TOKEN" \\
+    -H 'Content-Type: application/json' -d '{"query":"{ orders(first: 10) { nodes { name note invoice: metafield(namespace: \"synchron\", key: \"external_id\") { value } } } }"}'
 EOF
 
 wait "${pids[@]}"

@@ -175,9 +175,17 @@ func (d *Demo) Seed() {
 			d.Shopify.AddProduct(shopfake.Product{Title: p, Handle: fmt.Sprintf("demo-product-%d", i), Vendor: "Demo Roasters", ProductType: "Coffee", Status: "ACTIVE"})
 		}
 		for i := range 8 {
-			_, _, email, _ := person(i)
-			d.Shopify.AddOrder(shopfake.Order{Email: email, Currency: "USD", Status: "PAID", Total: fmt.Sprintf("%d.00", 20+i*5),
-				LineItems: []shopfake.LineItem{{Name: products[i%len(products)], Quantity: 1 + i%3, Price: "10.00"}}})
+			first, last, email, _ := person(i)
+			lines := []shopfake.LineItem{{Name: products[i%len(products)], Quantity: 1 + i%3, Price: "10.00"}}
+			if i%2 == 1 {
+				lines = append(lines, shopfake.LineItem{Name: products[(i+5)%len(products)], Quantity: 1, Price: "12.50"})
+			}
+			note := ""
+			if i == 0 {
+				note = "Gift wrap, please" // the write-back leaves it alone
+			}
+			d.Shopify.AddOrder(shopfake.Order{Email: email, CustomerName: first + " " + last, Note: note, Currency: "USD", Status: "PAID",
+				Total: fmt.Sprintf("%d.00", 20+i*5), LineItems: lines})
 		}
 	}
 	if d.HubSpot.Count("contacts") == 0 {
