@@ -83,6 +83,8 @@ type Grant struct {
 	// Wake, when set by an in-process implementation, is closed when
 	// asking again may succeed sooner than Wait.
 	Wake <-chan struct{}
+	// At is when the authority decided, on its clock (tests, metrics).
+	At time.Time
 }
 
 // Granted reports whether the units were granted.
@@ -159,13 +161,17 @@ func NewBudgetState(limit Limit, now time.Time) BudgetState {
 
 // Take grants cost units at now or answers how long to wait.
 func (s *BudgetState) Take(now time.Time, cost float64) Grant {
-	if now.Before(s.BlockedUntil) {
-		return Grant{Wait: s.BlockedUntil.Sub(now)}
+	var g Grant
+	switch {
+	case now.Before(s.BlockedUntil):
+		g = Grant{Wait: s.BlockedUntil.Sub(now)}
+	case s.Model == BudgetBucket:
+		g = s.takeBucket(now, cost)
+	default:
+		g = s.takeWindow(now, cost)
 	}
-	if s.Model == BudgetBucket {
-		return s.takeBucket(now, cost)
-	}
-	return s.takeWindow(now, cost)
+	g.At = now
+	return g
 }
 
 // Observe applies what the app said. It reports whether Takes waiting for

@@ -58,9 +58,12 @@ func newProcConn() sdk.Connector {
 		spec: func(context.Context) (*sdk.Spec, error) {
 			return &sdk.Spec{Name: "proc", Version: "0.0.1", ProtocolVersion: sdk.ProtocolVersion}, nil
 		},
-		check: func(_ context.Context, req sdk.CheckRequest) (*sdk.CheckResponse, error) {
-			if string(req.Config) == `"fail"` {
+		check: func(ctx context.Context, req sdk.CheckRequest) (*sdk.CheckResponse, error) {
+			switch string(req.Config) {
+			case `"fail"`:
 				return nil, errors.New("app unreachable")
+			case `"budget"`:
+				return checkBudget(ctx)
 			}
 			return &sdk.CheckResponse{}, nil
 		},
