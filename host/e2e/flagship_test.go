@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -588,5 +589,103 @@ func TestFlagshipOrdersLookupCreateRejected(t *testing.T) {
 	}
 	if n := len(sage.List(biz, "sales_invoices")); n != 2 {
 		t.Errorf("Sage has %d invoices, want 2", n)
+	}
+}
+
+// Two workflows on two hosts, reading orders of the same new customer into
+// one Sage business at the same time, create her Sage contact once: the
+// lookups of one connection create under a lock shared by every host.
+func TestFlagshipLookupCreatesOnceAcrossHosts(t *testing.T) {
+	t.Parallel()
+	clock := shopfake.NewClock(time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second))
+	shop := shopfake.New(shopfake.Options{Token: flagshipShopToken, Now: clock.Now})
+	shopSrv := httptest.NewServer(shop)
+	t.Cleanup(shopSrv.Close)
+	sage, err := sagefake.New(sagefake.Options{Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A creation of a contact is held until a second listing of contacts
+	// arrives (or 1.5 s pass): without the lock the other host's lookup
+	// lists the contacts while the first creation is in flight, misses it
+	// and creates a second contact; with it, that listing waits for the
+	// creation to end.
+	var mu sync.Mutex
+	lists := 0
+	second := make(chan struct{})
+	sageSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/contacts") {
+			switch r.Method {
+			case http.MethodGet:
+				if r.URL.Query().Has("deleted_since") {
+					break // the same read's second request
+				}
+				mu.Lock()
+				if lists++; lists == 2 {
+					close(second)
+				}
+				mu.Unlock()
+			case http.MethodPost:
+				select {
+				case <-second:
+				case <-time.After(1500 * time.Millisecond):
+				}
+			}
+		}
+		sage.ServeHTTP(w, r)
+	}))
+	t.Cleanup(sageSrv.Close)
+	const biz = "biz-1"
+	access, refresh, expires := sage.IssueTokens()
+	line := []shopfake.LineItem{{Name: "Mug", Quantity: 1, Price: "15.00"}}
+	for range 3 {
+		shop.AddOrder(shopfake.Order{Email: "new@example.com", CustomerName: "New Buyer", Currency: "GBP", Status: "PAID", Total: "15.00", LineItems: line, UpdatedAt: clock.Now()})
+	}
+	clock.Advance(time.Minute)
+	url := testdb.URL(t)
+	key := "SYNCHRON_SECRET_KEY=" + randomKey(t) // both hosts open the same connections
+	hosts := []*host{startHost(t, url, key, "SYNCHRON_SCHEDULER=off"), startHost(t, url, key, "SYNCHRON_SCHEDULER=off")}
+	tok := hosts[0].signup(t, "flagship-two-hosts@example.com")
+	shopConn := hosts[0].must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
+		"app": "shopify", "name": "Shop",
+		"config": map[string]any{"shop": "acme.myshopify.com", "access_token": flagshipShopToken, "base_url": shopSrv.URL},
+	})
+	sageConn := hosts[0].must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
+		"app": "sage", "name": "Accounts",
+		"config": map[string]any{"client_id": "client", "client_secret": "secret", "access_token": access,
+			"refresh_token": refresh, "expires_at": expires.Format(time.RFC3339), "business_id": biz,
+			"base_url": sageSrv.URL, "token_url": sageSrv.URL + "/token"},
+	})
+	var wfs []string
+	for i, h := range hosts {
+		wf := h.must(t, http.StatusCreated, "POST", "/v1/workflows", tok, map[string]any{
+			"name":      fmt.Sprintf("Orders -> invoices %d", i),
+			"source":    map[string]any{"connection_id": shopConn["id"], "object": "orders"},
+			"target":    map[string]any{"connection_id": sageConn["id"], "object": "sales_invoices"},
+			"direction": "one_way", "mapping": ordersToInvoicesMapping(), "interval_seconds": 900,
+		})
+		wfs = append(wfs, wf["id"].(string))
+	}
+	mu.Lock()
+	lists = 0 // count the listings of the runs only
+	mu.Unlock()
+	var runs []string
+	for i, h := range hosts {
+		run := h.must(t, http.StatusAccepted, "POST", fmt.Sprintf("/v1/workflows/%s/run", wfs[i]), tok, nil)
+		runs = append(runs, run["id"].(string))
+	}
+	for i, id := range runs {
+		if c := counts(t, hosts[i].waitRun(t, tok, id, time.Minute)); c["created"] != 3 || c["failed"] != 0 {
+			t.Fatalf("run %d = %v, want 3 invoices", i, c)
+		}
+	}
+	contacts := sage.List(biz, "contacts")
+	if len(contacts) != 1 {
+		t.Fatalf("Sage has %d contacts, want exactly 1 for new@example.com: %v", len(contacts), contacts)
+	}
+	for _, inv := range sage.List(biz, "sales_invoices") {
+		if c, _ := inv["contact"].(map[string]any); c == nil || c["id"] != contacts[0]["id"] {
+			t.Errorf("invoice %v: contact %v, want %v", inv["id"], inv["contact"], contacts[0]["id"])
+		}
 	}
 }
