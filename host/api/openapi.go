@@ -79,7 +79,7 @@ func operations() []operation {
 		{method: "PATCH", path: "/v1/connections/{id}", summary: "Rename a connection or replace its config.", tag: "connections", security: user, body: "ConnectionUpdate", status: 200, resp: "Connection"},
 		{method: "DELETE", path: "/v1/connections/{id}", summary: "Delete a connection; 409 while workflows use it.", tag: "connections", security: user, status: 204},
 		{method: "POST", path: "/v1/connections/{id}/check", summary: "Ask the connector to verify the credentials.", tag: "connections", security: user, status: 200, resp: "ConnectionCheck"},
-		{method: "GET", path: "/v1/connections/{id}/webhooks", summary: "The webhook deliveries received for a connection, newest first, refused ones included.", tag: "connections", security: user, status: 200, resp: "WebhookEvent", list: true},
+		{method: "GET", path: "/v1/connections/{id}/webhooks", summary: "The webhook deliveries received for a connection, newest first, refused ones included; kept 30 days, at most the newest 1,000 per connection.", tag: "connections", security: user, status: 200, resp: "WebhookEvent", list: true},
 		{method: "POST", path: "/v1/hooks/{connection_id}", summary: "Incoming webhook of an app: no bearer token, the connection's connector verifies the signature (401 invalid_signature otherwise, recorded); the workflows reading from the connection are queued. 413 over 1 MiB, 429 over 50 deliveries a second per connection (per host), 503 when the connector is down.", tag: "webhooks", body: "object", status: 200, resp: "WebhookReceipt"},
 
 		{method: "GET", path: "/v1/workflows", summary: "The account's workflows.", tag: "workflows", security: user, status: 200, resp: "Workflow", list: true},

@@ -35,8 +35,18 @@ func (s *Store) GetConnectionByID(ctx context.Context, id string) (Connection, e
 	return c, nil
 }
 
+// Webhook events are kept for WebhookEventRetention, and at most
+// WebhookEventsKept per connection (the newest): enough to see what an app
+// sent lately, while a flood of deliveries (or of forged ones) cannot grow
+// the table without bound.
+const (
+	WebhookEventRetention = 30 * 24 * time.Hour
+	WebhookEventsKept     = 1000
+)
+
 // RecordWebhookEvent inserts e (e.ID is chosen when empty) and returns it as
-// stored.
+// stored. In the same transaction it drops the connection's events older
+// than WebhookEventRetention or beyond the newest WebhookEventsKept.
 func (s *Store) RecordWebhookEvent(ctx context.Context, e WebhookEvent) (WebhookEvent, error) {
 	if e.ID == "" {
 		e.ID = NewID(PrefixWebhookEvent)
@@ -44,11 +54,27 @@ func (s *Store) RecordWebhookEvent(ctx context.Context, e WebhookEvent) (Webhook
 	if e.ReceivedAt.IsZero() {
 		e.ReceivedAt = time.Now().UTC()
 	}
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return WebhookEvent{}, fmt.Errorf("store: record webhook event: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
 	var out WebhookEvent
-	err := s.db.GetContext(ctx, &out, `INSERT INTO webhook_events (id, account_id, connection_id, received_at, verified, summary, changes, runs, error)
+	err = tx.GetContext(ctx, &out, `INSERT INTO webhook_events (id, account_id, connection_id, received_at, verified, summary, changes, runs, error)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING `+webhookEventColumns,
 		e.ID, e.AccountID, e.ConnectionID, e.ReceivedAt, e.Verified, e.Summary, e.Changes, e.Runs, e.Error)
 	if err != nil {
+		return WebhookEvent{}, fmt.Errorf("store: record webhook event for connection %s: %w", e.ConnectionID, err)
+	}
+	if _, err := tx.ExecContext(ctx, `
+		DELETE FROM webhook_events w
+		WHERE w.connection_id = $1 AND (w.received_at < now() - make_interval(secs => $2)
+			OR (w.received_at, w.id) < (SELECT received_at, id FROM webhook_events
+				WHERE connection_id = $1 ORDER BY received_at DESC, id DESC OFFSET $3 - 1 LIMIT 1))`,
+		e.ConnectionID, WebhookEventRetention.Seconds(), WebhookEventsKept); err != nil {
+		return WebhookEvent{}, fmt.Errorf("store: prune webhook events of connection %s: %w", e.ConnectionID, err)
+	}
+	if err := tx.Commit(); err != nil {
 		return WebhookEvent{}, fmt.Errorf("store: record webhook event for connection %s: %w", e.ConnectionID, err)
 	}
 	return out, nil

@@ -82,3 +82,56 @@ func TestWebhookWorkflows(t *testing.T) {
 		t.Fatalf("another account: %v, %v", ws, err)
 	}
 }
+
+// Events older than the retention, and beyond the newest WebhookEventsKept
+// of a connection, are dropped when an event is recorded; other
+// connections keep theirs.
+func TestWebhookEventsRetention(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	acc, _ := b.signup(t, "hook-retention@example.com")
+	c := b.connection(t, acc.ID)
+	other := b.connection(t, acc.ID)
+	record := func(conn string, at time.Time, summary string) {
+		t.Helper()
+		if _, err := b.store.RecordWebhookEvent(b.ctx, store.WebhookEvent{AccountID: acc.ID, ConnectionID: conn, ReceivedAt: at, Summary: summary}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := func(conn string) []store.WebhookEvent {
+		t.Helper()
+		var out []store.WebhookEvent
+		opts := store.ListOptions{Limit: 500}
+		for {
+			page, next, err := b.store.ListWebhookEvents(b.ctx, acc.ID, conn, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, page...)
+			if next == "" {
+				return out
+			}
+			opts.Cursor = next
+		}
+	}
+	record(other.ID, b.now.Add(-2*time.Hour), "other")
+	record(c.ID, b.now.Add(-store.WebhookEventRetention-time.Hour), "old")
+	record(c.ID, b.now.Add(-time.Hour), "recent")
+	if got := all(c.ID); len(got) != 1 || got[0].Summary != "recent" {
+		t.Fatalf("events after the retention prune = %+v, want only the recent one", got)
+	}
+	start := b.now.Add(-time.Minute)
+	for i := range store.WebhookEventsKept + 5 {
+		record(c.ID, start.Add(time.Duration(i)*time.Millisecond), fmt.Sprintf("flood %04d", i))
+	}
+	got := all(c.ID)
+	if len(got) != store.WebhookEventsKept {
+		t.Fatalf("%d events kept, want %d", len(got), store.WebhookEventsKept)
+	}
+	if newest, oldest := got[0].Summary, got[len(got)-1].Summary; newest != fmt.Sprintf("flood %04d", store.WebhookEventsKept+4) || oldest != "flood 0005" {
+		t.Errorf("kept events from %q to %q, want the newest %d", oldest, newest, store.WebhookEventsKept)
+	}
+	if got := all(other.ID); len(got) != 1 {
+		t.Errorf("the other connection has %d events, want its 1 untouched", len(got))
+	}
+}
