@@ -25,6 +25,10 @@ for n in 100000 100000 100000 1000000; do
     | grep -E 'BENCH|FAIL' | tee -a "$out/host.txt"
 done
 
+echo "== shared rate-limit budgets: 20,000 HubSpot contacts at 100 requests/10 s from one host, two hosts, two hosts without sharing"
+go test -run '^$' -bench 'BenchmarkSharedBudgetWrite20000' -benchtime 1x -timeout 20m ./host/connectors/ | tee "$out/budgets.txt"
+go test -run '^$' -bench 'Write20000' -benchtime 1x ./plugins/hubspot/hubspot/ | tee -a "$out/budgets.txt"
+
 echo "== component benchmarks"
 go test -run '^$' -bench . ./host/mapping/ ./plugins/sample/... ./plugins/postgres/... | grep -E '^Benchmark|ok' | tee "$out/components.txt"
 
