@@ -262,9 +262,13 @@ func (k *call) do(ctx context.Context, method, path string, body, out any) error
 			req.Header.Set("Content-Type", "application/json")
 		}
 		resp, err := k.c.opts.HTTPClient.Do(req)
-		// A 429 is retried by the caller after its Retry-After (reads) or
-		// handed back to the host as retryable (writes).
-		k.settle(ctx, budgets, sdk.Observation{Ticket: ticket, Release: 1})
+		obs := sdk.Observation{Ticket: ticket, Release: 1}
+		if err == nil && resp.StatusCode == http.StatusTooManyRequests {
+			// Every call to the business, on every host, holds off as long
+			// (this one is retried by its caller or handed back retryable).
+			obs.RetryAfter = min(max(retryAfter(resp.Header), time.Second), maxRetryWait)
+		}
+		k.settle(ctx, budgets, obs)
 		if err != nil {
 			return fmt.Errorf("sage: %s %s: %w", method, strings.SplitN(path, "?", 2)[0], err)
 		}
@@ -344,7 +348,7 @@ func (c *Connector) budgets(ctx context.Context) *sdk.Budgets {
 // sent even when the call's context is done.
 const settleTimeout = 5 * time.Second
 
-// settle ends a request's reservation.
+// settle ends a request's reservation (and passes a 429's Retry-After).
 func (k *call) settle(ctx context.Context, budgets *sdk.Budgets, obs sdk.Observation) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()

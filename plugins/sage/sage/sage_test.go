@@ -639,3 +639,20 @@ func TestChangeDuringPagingLosesNothing(t *testing.T) {
 		t.Fatalf("read again: %v", ids(rr2.recs))
 	}
 }
+
+// A 429's Retry-After holds the business's budget: every call to the
+// business (on every host, when the budgets are the host's) waits it out.
+func TestRetryAfterHoldsTheBudget(t *testing.T) {
+	e := newEnv(t, false)
+	c := e.conn()
+	e.seedContacts(1, "r")
+	e.fake.InjectFaults(fake.Fault{Status: 429, RetryAfter: 7})
+	at := e.clock.Now()
+	if rr := read(t, c, e.config(nil), "contacts", nil, 0, nil); len(rr.recs) != 1 {
+		t.Fatalf("read through a 429: %d records", len(rr.recs))
+	}
+	st, ok := c.local.State(requestBudget(e.cfg.BusinessID))
+	if !ok || st.BlockedUntil.Before(at.Add(7*time.Second)) {
+		t.Fatalf("budget after a 429 with Retry-After 7: %+v", st)
+	}
+}
