@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"fmt"
 	"math"
 	"time"
 )
@@ -58,15 +59,16 @@ func BucketLimit(size, rate, probe float64) Limit {
 	return Limit{Model: BudgetBucket, Max: size, Rate: rate, Probe: probe}
 }
 
-// valid reports whether l can be used to create a budget.
-func (l Limit) valid() bool {
-	switch l.Model {
-	case BudgetWindow:
-		return l.Max >= 1 && l.Interval > 0 && l.Margin >= 0
-	case BudgetBucket:
-		return l.Max > 0 && l.Rate > 0 && l.Probe >= 0
+// Validate reports whether l can create a budget: a window of at least 1
+// per positive interval, or a bucket of positive size and rate.
+func (l Limit) Validate() error {
+	switch {
+	case l.Model == BudgetWindow && l.Max >= 1 && l.Interval > 0 && l.Margin >= 0:
+	case l.Model == BudgetBucket && l.Max > 0 && l.Rate > 0 && l.Probe >= 0:
+	default:
+		return fmt.Errorf("invalid %s budget limit %+v", l.Model, l)
 	}
-	return false
+	return nil
 }
 
 // Grant is the answer to a Take: granted now, or wait.

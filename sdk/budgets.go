@@ -2,7 +2,6 @@ package sdk
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -135,13 +134,11 @@ func NewLocalBudgets(now func() time.Time) *LocalBudgets {
 
 var _ BudgetAuthority = (*LocalBudgets)(nil)
 
-var errInvalidLimit = errors.New("invalid limit")
-
 func (l *LocalBudgets) get(key string, limit Limit, now time.Time) (*localBudget, error) {
 	b := l.states[key]
 	if b == nil {
-		if !limit.valid() {
-			return nil, fmt.Errorf("%w: %+v", errInvalidLimit, limit)
+		if err := limit.Validate(); err != nil {
+			return nil, err
 		}
 		b = &localBudget{BudgetState: NewBudgetState(limit, now), wake: make(chan struct{})}
 		l.states[key] = b

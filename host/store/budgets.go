@@ -124,7 +124,7 @@ func (b *Budgets) applyOnce(ctx context.Context, key string, limit sdk.Limit, fn
 			return false, fmt.Errorf("decode %q: %w", key, err)
 		}
 	} else {
-		if err := validLimit(limit); err != nil {
+		if err := limit.Validate(); err != nil {
 			return false, err
 		}
 		st = sdk.NewBudgetState(limit, now)
@@ -155,14 +155,4 @@ func (b *Budgets) applyOnce(ctx context.Context, key string, limit sdk.Limit, fn
 		return false, fmt.Errorf("commit: %w", err)
 	}
 	return true, nil
-}
-
-func validLimit(l sdk.Limit) error {
-	switch {
-	case l.Model == sdk.BudgetWindow && l.Max >= 1 && l.Interval > 0 && l.Margin >= 0:
-	case l.Model == sdk.BudgetBucket && l.Max > 0 && l.Rate > 0 && l.Probe >= 0:
-	default:
-		return fmt.Errorf("invalid budget limit %+v", l)
-	}
-	return nil
 }
