@@ -29,6 +29,10 @@ type Budgets struct {
 	db *sqlx.DB
 }
 
+// BudgetIdleExpiry is how long an unused budget is kept: far longer than
+// any app's window (HubSpot 10 s) or the time a bucket takes to refill.
+const BudgetIdleExpiry = 24 * time.Hour
+
 var _ sdk.BudgetAuthority = (*Budgets)(nil)
 
 // NewBudgets returns the budgets stored in db (migrated by Store.Migrate).
@@ -149,6 +153,12 @@ func (b *Budgets) applyOnce(ctx context.Context, key string, limit sdk.Limit, fn
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
 			// Another host created it meanwhile: start over on its row.
 			return false, nil
+		}
+		// A new key is rare (a new credential; HubSpot OAuth tokens rotate
+		// every 30 minutes): drop budgets idle for longer than any window or
+		// refill, so the table does not grow with every rotated token.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM rate_budgets WHERE updated_at < $1`, now.Add(-BudgetIdleExpiry)); err != nil {
+			return false, fmt.Errorf("prune idle budgets: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {

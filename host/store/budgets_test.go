@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/synchron-io/synchron/host/store"
 	"github.com/synchron-io/synchron/sdk"
 	"github.com/synchron-io/synchron/sdk/testdb"
@@ -244,5 +246,46 @@ func TestBudgetsObserve(t *testing.T) {
 	}
 	if _, err := b.State(ctx, "bad"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("state of a budget never created: %v", err)
+	}
+}
+
+// Budgets idle for longer than BudgetIdleExpiry are dropped when a new key
+// is created (rotated tokens do not pile up); used ones stay.
+func TestBudgetsIdleArePruned(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	url := testdb.URL(t)
+	s, err := store.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db := sqlx.MustOpen("postgres", url)
+	t.Cleanup(func() { db.Close() })
+	b := s.Budgets()
+	limit := sdk.WindowLimit(10, time.Second, 0)
+	for _, key := range []string{"idle", "busy"} {
+		if _, err := b.TryTake(ctx, key, limit, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.MustExec(`UPDATE rate_budgets SET updated_at = now() - $1::interval WHERE key = 'idle'`, (store.BudgetIdleExpiry + time.Hour).String())
+	if _, err := b.State(ctx, "idle"); err != nil {
+		t.Fatalf("idle budget gone before a new key: %v", err)
+	}
+	if _, err := b.TryTake(ctx, "new", limit, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.State(ctx, "idle"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("idle budget after a new key: %v, want it pruned", err)
+	}
+	for _, key := range []string{"busy", "new"} {
+		if _, err := b.State(ctx, key); err != nil {
+			t.Errorf("budget %q: %v, want it kept", key, err)
+		}
 	}
 }
