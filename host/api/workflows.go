@@ -92,6 +92,17 @@ func (s *server) objects(ctx context.Context, role string, conn store.Connection
 		s.log.Warn("connector discover", "app", conn.App, "version", lease.Version, "error", err)
 		return nil, connectorUnavailable(conn.App)
 	}
+	if updated := bytes.TrimSpace(resp.UpdatedConfig); len(updated) > 0 && updated[0] == '{' && json.Valid(updated) {
+		// Refreshed credentials are saved at once (a rotated refresh
+		// token works only once).
+		sealed, err := s.box.Seal(updated, store.ConnectionAAD(conn.ID))
+		if err != nil {
+			return nil, err
+		}
+		if err := s.store.SaveRefreshedConfig(ctx, conn.AccountID, conn.ID, sealed); err != nil {
+			return nil, err
+		}
+	}
 	if resp.Diagnostics.HasError() {
 		return nil, invalid("connection_error", "%s connection %q cannot list its objects: %s (fix it, then POST /v1/connections/%s/check)",
 			role, conn.ID, resp.Diagnostics.Error(), conn.ID)

@@ -474,8 +474,10 @@ func (e *Executor) linkJob(a *attemptSetup, runID string) (*linkJob, error) {
 		twoWay: w.Direction == "two_way", mapper: a.mapper, conflict: w.Conflict, deletes: w.Deletes,
 		threshold: w.DeleteThreshold, batchSize: e.opts.BatchSize, retry: e.opts.Retry,
 		sides: map[Side]*sideConn{
-			SideSource: {side: SideSource, connID: w.SourceConnectionID, conn: a.src, config: a.srcCfg, object: w.SourceObject, cursor: w.Cursor},
-			SideTarget: {side: SideTarget, connID: w.TargetConnectionID, conn: a.dst, config: a.dstCfg, object: w.TargetObject, cursor: w.TargetCursor},
+			SideSource: {side: SideSource, connID: w.SourceConnectionID, conn: a.src, config: a.srcCfg, object: w.SourceObject, cursor: w.Cursor,
+				save: e.configSaver(w.AccountID, w.SourceConnectionID)},
+			SideTarget: {side: SideTarget, connID: w.TargetConnectionID, conn: a.dst, config: a.dstCfg, object: w.TargetObject, cursor: w.TargetCursor,
+				save: e.configSaver(w.AccountID, w.TargetConnectionID)},
 		},
 	}
 	j.lookups = newLookups(e.db, w.AccountID, j.sides[SideTarget], a.mapper, e.opts.BatchSize, e.opts.Retry)
@@ -520,10 +522,7 @@ func (e *Executor) attempt(ctx context.Context, run *claimedRun) error {
 		j.lease = func(ctx context.Context, tx *sqlx.Tx, c Counts, matched, ambiguous int64) error {
 			return e.addCounts(ctx, tx, run, c, matched, ambiguous)
 		}
-		if err := j.run(ctx); err != nil {
-			return err
-		}
-		return e.saveConfigs(ctx, run, j)
+		return j.run(ctx)
 	}
 
 	retries, err := e.dueRetries(ctx, w)
@@ -535,8 +534,16 @@ func (e *Executor) attempt(ctx context.Context, run *claimedRun) error {
 		Target: a.dst, TargetConfig: a.dstCfg, TargetObject: w.TargetObject,
 		Mapper: a.mapper, Cursor: w.Cursor, BatchSize: e.opts.BatchSize, Retry: e.opts.Retry, Retries: retries,
 		Commit: func(ctx context.Context, p Progress) error { return e.commit(ctx, run, w, p) },
+		SaveConfig: func(ctx context.Context, side Side, cfg json.RawMessage) error {
+			conn := w.SourceConnectionID
+			if side == SideTarget {
+				conn = w.TargetConnectionID
+			}
+			return e.configSaver(w.AccountID, conn)(ctx, cfg)
+		},
 	}
-	target := &sideConn{side: SideTarget, connID: w.TargetConnectionID, conn: a.dst, config: a.dstCfg, object: w.TargetObject}
+	target := &sideConn{side: SideTarget, connID: w.TargetConnectionID, conn: a.dst, config: a.dstCfg, object: w.TargetObject,
+		save: e.configSaver(w.AccountID, w.TargetConnectionID)}
 	job.lookups = newLookups(e.db, w.AccountID, target, a.mapper, e.opts.BatchSize, e.opts.Retry)
 	_, err = Sync(ctx, job)
 	return err
@@ -583,22 +590,26 @@ func (e *Executor) addCounts(ctx context.Context, tx *sqlx.Tx, run *claimedRun, 
 	return nil
 }
 
-// saveConfigs stores credentials the connectors refreshed during a linked run.
-func (e *Executor) saveConfigs(ctx context.Context, run *claimedRun, j *linkJob) error {
-	for _, s := range j.sides {
-		if s.updatedConfig == nil {
-			continue
-		}
-		sealed, err := e.sealer.Seal(s.updatedConfig, []byte(s.connID))
+// configSaver returns the function that stores credentials a connector
+// refreshed on a connection of the account, sealed like every config. The
+// engine calls it as soon as a connector hands them over (sideConn.adopt,
+// Job.SaveConfig), runs and previews alike.
+func (e *Executor) configSaver(accountID, connID string) func(ctx context.Context, cfg json.RawMessage) error {
+	return func(ctx context.Context, cfg json.RawMessage) error {
+		sealed, err := e.sealer.Seal(cfg, []byte(connID))
 		if err != nil {
 			return fmt.Errorf("encrypt refreshed credentials: %w", err)
 		}
+		// Saved even when the run's context ends: the app already
+		// rotated the old token out.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
 		if _, err := e.db.ExecContext(ctx, `UPDATE connections SET config_enc = $3, updated_at = now() WHERE id = $1 AND account_id = $2`,
-			s.connID, run.AccountID, sealed); err != nil {
-			return fmt.Errorf("save refreshed credentials: %w", err)
+			connID, accountID, sealed); err != nil {
+			return fmt.Errorf("save refreshed credentials of connection %s: %w", connID, err)
 		}
+		return nil
 	}
-	return nil
 }
 
 // Preview computes what the next run of the workflow would do. It reads
@@ -712,22 +723,9 @@ func (e *Executor) commit(ctx context.Context, run *claimedRun, w *workflowRow, 
 			return fmt.Errorf("clear retried records: %w", err)
 		}
 	}
-	for _, u := range []struct {
-		conn string
-		cfg  json.RawMessage
-	}{{w.SourceConnectionID, p.SourceConfig}, {w.TargetConnectionID, p.TargetConfig}} {
-		if u.cfg == nil {
-			continue
-		}
-		sealed, err := e.sealer.Seal(u.cfg, []byte(u.conn))
-		if err != nil {
-			return fmt.Errorf("encrypt refreshed credentials: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE connections SET config_enc = $3, updated_at = now() WHERE id = $1 AND account_id = $2`,
-			u.conn, run.AccountID, sealed); err != nil {
-			return fmt.Errorf("save refreshed credentials: %w", err)
-		}
-	}
+	// Refreshed credentials (p.SourceConfig, p.TargetConfig) were saved
+	// when the connector handed them over (Job.SaveConfig): saving them
+	// again here could put back an older token after a newer one.
 	if p.Checkpoint != nil {
 		if _, err := tx.ExecContext(ctx, `UPDATE workflows SET cursor = $3, updated_at = now() WHERE id = $1 AND account_id = $2`,
 			w.ID, run.AccountID, p.Checkpoint); err != nil {

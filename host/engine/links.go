@@ -61,6 +61,27 @@ type sideConn struct {
 	// set by stage
 	next          []byte
 	updatedConfig json.RawMessage
+	// save stores credentials the connector refreshed on the connection
+	// (nil: nothing to save them to, as in tests).
+	save func(ctx context.Context, config json.RawMessage) error
+}
+
+// adopt takes credentials the connector refreshed: the next calls use them,
+// and they are saved on the connection at once. A rotated refresh token
+// (Sage) works once: kept only in memory until the run ends, it would be
+// lost with a failed run or a dead host, and the connection with it.
+func (s *sideConn) adopt(ctx context.Context, config json.RawMessage) error {
+	if len(config) == 0 {
+		return nil
+	}
+	s.updatedConfig, s.config = config, config
+	if s.save == nil {
+		return nil
+	}
+	if err := s.save(ctx, config); err != nil {
+		return fmt.Errorf("save the %s connection's refreshed credentials: %w", s.side, err)
+	}
+	return nil
 }
 
 // linkJob is one attempt of a linked run, or a preview when dry.
@@ -267,11 +288,12 @@ func (j *linkJob) stage(ctx context.Context, s *sideConn) error {
 	s.next = s.cursor
 	err := s.conn.Read(ctx, sdk.ReadRequest{Config: s.config, Object: s.object, Cursor: s.cursor, BatchSize: j.batchSize},
 		sdk.ReadSinkFunc(func(ctx context.Context, b sdk.ReadBatch) error {
+			// First: a failed batch may still hand over rotated tokens.
+			if err := s.adopt(ctx, b.UpdatedConfig); err != nil {
+				return err
+			}
 			if b.Diagnostics.HasError() {
 				return fmt.Errorf("%s: %s", s.side, b.Diagnostics.Error())
-			}
-			if b.UpdatedConfig != nil {
-				s.updatedConfig = b.UpdatedConfig
 			}
 			recs := make([]stagedRecord, 0, len(b.Records))
 			for _, r := range b.Records {
@@ -835,9 +857,8 @@ func writeWithRetry(ctx context.Context, s *sideConn, records []sdk.WriteRecord,
 		if err != nil {
 			return out, fmt.Errorf("write %s %s: %w", s.side, s.object, err)
 		}
-		if resp.UpdatedConfig != nil {
-			s.updatedConfig = resp.UpdatedConfig
-			s.config = resp.UpdatedConfig
+		if err := s.adopt(ctx, resp.UpdatedConfig); err != nil {
+			return out, err
 		}
 		if len(resp.Results) != len(pending) {
 			return out, fmt.Errorf("write %s %s: connector answered %d results for %d records: %s", s.side, s.object, len(resp.Results), len(pending), resp.Diagnostics.Error())

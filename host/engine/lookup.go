@@ -199,9 +199,10 @@ func (l *lookups) locked(ctx context.Context, rule mapping.LookupRule, fn func()
 }
 
 // side returns the connection of the target on another object, sharing the
-// target's credentials.
+// target's credentials (refreshed ones are saved at once, and handed back
+// to the target by keep).
 func (l *lookups) side(object string) *sideConn {
-	return &sideConn{side: SideTarget, connID: l.target.connID, conn: l.target.conn, config: l.target.config, object: object}
+	return &sideConn{side: SideTarget, connID: l.target.connID, conn: l.target.conn, config: l.target.config, object: object, save: l.target.save}
 }
 
 // keep hands credentials a call refreshed back to the target.
@@ -224,10 +225,10 @@ func (l *lookups) refresh(ctx context.Context, rule mapping.LookupRule) error {
 	key := mapping.Match{Source: rule.Field, Target: rule.Field}
 	err = s.conn.Read(ctx, sdk.ReadRequest{Config: s.config, Object: rule.Object, Cursor: cursor, BatchSize: l.batchSize},
 		sdk.ReadSinkFunc(func(ctx context.Context, b sdk.ReadBatch) error {
-			if b.UpdatedConfig != nil {
-				s.updatedConfig = b.UpdatedConfig
-				l.keep(s)
+			if err := s.adopt(ctx, b.UpdatedConfig); err != nil {
+				return err
 			}
+			l.keep(s)
 			if b.Diagnostics.HasError() {
 				return fmt.Errorf("read %s for lookups: %s", rule.Object, b.Diagnostics.Error())
 			}

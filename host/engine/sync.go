@@ -57,8 +57,9 @@ type Progress struct {
 	Checkpoint []byte // nil: the checkpoint does not move
 	// Retried lists the ids of retried records that were written this time.
 	Retried []string
-	// SourceConfig / TargetConfig are credentials a connector refreshed and
-	// the host must save (nil: unchanged).
+	// SourceConfig / TargetConfig are credentials a connector refreshed
+	// (nil: unchanged). The executor saves them earlier, through
+	// Job.SaveConfig, as soon as the connector hands them over.
 	SourceConfig json.RawMessage
 	TargetConfig json.RawMessage
 }
@@ -99,6 +100,10 @@ type Job struct {
 	// Commit persists one batch's progress; it is called after the batch's
 	// writes have been answered and before the next batch is written.
 	Commit func(ctx context.Context, p Progress) error
+	// SaveConfig stores credentials a connector refreshed on the side's
+	// connection, as soon as the connector hands them over (nil: not saved
+	// before the batch's Commit).
+	SaveConfig func(ctx context.Context, side Side, config json.RawMessage) error
 	// lookups resolves the mapping's lookup rules (nil: none); its target
 	// is the connection written to.
 	lookups *lookups
@@ -133,6 +138,11 @@ func Sync(ctx context.Context, job Job) (Counts, error) {
 		readDone <- job.Source.Read(ctx, sdk.ReadRequest{
 			Config: job.SourceConfig, Object: job.SourceObject, Cursor: job.Cursor, BatchSize: job.BatchSize,
 		}, sdk.ReadSinkFunc(func(ctx context.Context, b sdk.ReadBatch) error {
+			if len(b.UpdatedConfig) > 0 && job.SaveConfig != nil {
+				if err := job.SaveConfig(ctx, SideSource, b.UpdatedConfig); err != nil {
+					return fmt.Errorf("save the source connection's refreshed credentials: %w", err)
+				}
+			}
 			select {
 			case batches <- prepare(job.Mapper, b):
 				return nil
@@ -142,13 +152,20 @@ func Sync(ctx context.Context, job Job) (Counts, error) {
 		}))
 	}()
 
+	target := &sideConn{side: SideTarget, conn: job.Target, config: job.TargetConfig, object: job.TargetObject}
+	if job.lookups != nil {
+		target = job.lookups.target
+	}
+	if job.SaveConfig != nil && target.save == nil {
+		target.save = func(ctx context.Context, cfg json.RawMessage) error { return job.SaveConfig(ctx, SideTarget, cfg) }
+	}
 	var total Counts
 	var failErr error
 	for pb := range batches {
 		if failErr != nil {
 			continue // drain so the reader can finish
 		}
-		err := writeBatch(ctx, job, pb)
+		err := writeBatch(ctx, job, target, pb)
 		if err == nil {
 			err = job.Commit(ctx, pb.progress)
 			if err != nil {
@@ -218,17 +235,15 @@ func prepare(m *mapping.Mapper, b sdk.ReadBatch) *prepared {
 // results, and adds the outcomes to its progress. Records still retryable
 // after every retry fail the batch (ErrRetriesExhausted): it is not
 // committed, so the next attempt or run writes it again.
-func writeBatch(ctx context.Context, job Job, pb *prepared) error {
+func writeBatch(ctx context.Context, job Job, target *sideConn, pb *prepared) error {
 	if pb.err != nil {
 		return pb.err
 	}
 	if len(pb.records) == 0 {
 		return nil
 	}
-	target := &sideConn{side: SideTarget, conn: job.Target, config: job.TargetConfig, object: job.TargetObject}
 	p := &pb.progress
 	if job.lookups != nil {
-		target = job.lookups.target
 		if err := resolveBatch(ctx, job.lookups, pb); err != nil {
 			return err
 		}

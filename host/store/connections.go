@@ -129,6 +129,21 @@ func (s *Store) SetConnectionCheck(ctx context.Context, accountID, id string, r 
 	return Connection{}, fmt.Errorf("store: set connection check: %w", ErrNotFound)
 }
 
+// SaveRefreshedConfig replaces the config of a connection of the account
+// with credentials its connector refreshed (sealed by the caller). The last
+// refresh wins: a rotated refresh token invalidates the one before it.
+func (s *Store) SaveRefreshedConfig(ctx context.Context, accountID, id string, configEnc []byte) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE connections SET config_enc = $3, updated_at = now() WHERE account_id = $1 AND id = $2`,
+		accountID, id, configEnc)
+	if err != nil {
+		return fmt.Errorf("store: save refreshed config of connection %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: save refreshed config of connection %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
 // WorkflowRef names a workflow.
 type WorkflowRef struct {
 	ID   string `db:"id" json:"id"`

@@ -1,0 +1,114 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/synchron-io/synchron/plugins/sample/sample"
+	"github.com/synchron-io/synchron/sdk"
+)
+
+// rotating is a source whose read refreshes its credentials (like Sage's
+// single-use refresh tokens): the first batch hands over a config with one
+// more "+" on its token, then the app fails.
+type rotating struct{ sdk.Connector }
+
+func (r rotating) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.ReadSink) error {
+	var cfg map[string]any
+	if err := json.Unmarshal(req.Config, &cfg); err != nil {
+		return err
+	}
+	tok, _ := cfg["token"].(string)
+	cfg["token"] = tok + "+"
+	updated, _ := json.Marshal(cfg)
+	delete(cfg, "token") // the sample app knows no token
+	req.Config, _ = json.Marshal(cfg)
+	first := true
+	return r.Connector.Read(ctx, req, sdk.ReadSinkFunc(func(ctx context.Context, b sdk.ReadBatch) error {
+		if !first {
+			return sink.Emit(ctx, b)
+		}
+		first = false
+		b.UpdatedConfig = updated
+		if err := sink.Emit(ctx, b); err != nil {
+			return err
+		}
+		return errors.New("the app went away right after the refresh")
+	}))
+}
+
+// Credentials a connector refreshed are saved on the connection as soon as
+// it hands them over, so a run (or a preview) that fails afterwards does not
+// lose a single-use refresh token: in the one-way fast path, in a linked run
+// and in a preview.
+func TestRefreshedCredentialsSavedBeforeTheRunFails(t *testing.T) {
+	t.Parallel()
+	for name, mode := range map[string]struct{ linked, preview bool }{
+		"one-way": {}, "linked": {linked: true}, "preview": {linked: true, preview: true},
+	} {
+		linked := mode.linked
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b := setupExec(t, 250)
+			ctx := context.Background()
+			wire, closeFn, err := sdk.ServeTestConn(ctx, rotating{sample.New("0.0.1", "")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(closeFn)
+			b.reg.mu.Lock()
+			b.reg.conns["sample"] = wire
+			b.reg.mu.Unlock()
+			cfg, err := b.box.Seal([]byte(`{"count": 250, "token": "t0"}`), []byte("con_src"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.db.MustExec(`UPDATE connections SET config_enc = $1 WHERE id = 'con_src'`, cfg)
+			if linked {
+				b.db.MustExec(`UPDATE workflows SET match = '{"source": "email", "target": "email"}' WHERE id = $1`, b.wfID)
+			}
+			e := b.executor("h1")
+			if mode.preview {
+				if _, err := e.Preview(ctx, "acc_a", b.wfID); err == nil || !strings.Contains(err.Error(), "went away") {
+					t.Fatalf("preview = %v, want it failed by the app", err)
+				}
+			} else {
+				id, err := e.Enqueue(ctx, "acc_a", b.wfID, "manual")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := e.RunOnce(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if r := b.run(t, id); r.Error == nil || !strings.Contains(*r.Error, "went away") {
+					t.Fatalf("run = %+v (error %v), want it failed by the app", r, deref(r.Error))
+				}
+			}
+			var sealed []byte
+			if err := b.db.Get(&sealed, `SELECT config_enc FROM connections WHERE id = 'con_src'`); err != nil {
+				t.Fatal(err)
+			}
+			plain, err := b.box.Open(sealed, []byte("con_src"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got struct{ Token string }
+			if err := json.Unmarshal(plain, &got); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(got.Token, "t0+") {
+				t.Fatalf("stored token %q after the failed run, want the refreshed t0+", got.Token)
+			}
+		})
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
+}
