@@ -112,3 +112,84 @@ func deref(s *string) string {
 	}
 	return *s
 }
+
+// staleCreds is a source whose app refuses the token the run started with
+// because another host refreshed it meanwhile (onStale saves the new
+// config, as that host would).
+type staleCreds struct {
+	sdk.Connector
+	onStale func() error
+}
+
+func (s staleCreds) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.ReadSink) error {
+	var cfg map[string]any
+	if err := json.Unmarshal(req.Config, &cfg); err != nil {
+		return err
+	}
+	if cfg["token"] != "t2" {
+		if err := s.onStale(); err != nil {
+			return err
+		}
+		return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: sdk.Diagnostics{sdk.Errorf("refresh_token", "the token endpoint refused the refresh (HTTP 400 invalid_grant)", "")}})
+	}
+	delete(cfg, "token")
+	req.Config, _ = json.Marshal(cfg)
+	return s.Connector.Read(ctx, req, sink)
+}
+
+// A run that fails because another host rotated the connection's
+// credentials during it is retried with the new ones instead of failing;
+// a run that fails for another reason is not.
+func TestRunRetriedWithCredentialsRefreshedElsewhere(t *testing.T) {
+	t.Parallel()
+	b := setupExec(t, 120)
+	ctx := context.Background()
+	seal := func(token string) []byte {
+		c, err := b.box.Seal([]byte(`{"count": 120, "token": "`+token+`"}`), []byte("con_src"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	b.db.MustExec(`UPDATE connections SET config_enc = $1 WHERE id = 'con_src'`, seal("t1"))
+	stale := 0
+	wire, closeFn, err := sdk.ServeTestConn(ctx, staleCreds{Connector: sample.New("0.0.1", ""), onStale: func() error {
+		stale++
+		if stale == 1 {
+			_, err := b.db.Exec(`UPDATE connections SET config_enc = $1 WHERE id = 'con_src'`, seal("t2"))
+			return err
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeFn)
+	b.reg.mu.Lock()
+	b.reg.conns["sample"] = wire
+	b.reg.mu.Unlock()
+	e := b.executor("h1")
+	id, err := e.Enqueue(ctx, "acc_a", b.wfID, "manual")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.run(t, id); r.Status != "succeeded" || r.Created != 120 || stale != 1 {
+		t.Fatalf("run = %+v (error %v) after %d stale attempts, want it succeeded on the refreshed credentials", r, deref(r.Error), stale)
+	}
+
+	// Credentials that stay refused (nobody refreshed them): one attempt.
+	b.db.MustExec(`UPDATE connections SET config_enc = $1 WHERE id = 'con_src'`, seal("t1"))
+	id, err = e.Enqueue(ctx, "acc_a", b.wfID, "manual")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.run(t, id); r.Status != "failed" || r.Error == nil || !strings.Contains(*r.Error, "invalid_grant") || stale != 2 {
+		t.Fatalf("run = %+v (error %v) after %d stale attempts, want failed after one attempt", r, deref(r.Error), stale)
+	}
+}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -8,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -248,6 +250,19 @@ type claimedRun struct {
 	AccountID  string `db:"account_id"`
 	WorkflowID string `db:"workflow_id"`
 	Attempts   int    `db:"attempts"`
+	// configs are the sealed configs of the connections as the last
+	// attempt started with them or saved them, by connection id.
+	mu      sync.Mutex
+	configs map[string][]byte
+}
+
+// noteConfig records a config the run saved itself.
+func (r *claimedRun) noteConfig(connID string, sealed []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.configs != nil {
+		r.configs[connID] = sealed
+	}
 }
 
 // claim takes a running run whose host stopped renewing its lease (a dead
@@ -381,7 +396,10 @@ func (e *Executor) execute(ctx context.Context, run *claimedRun) {
 	delay := e.opts.RunRetryDelay
 	for attempt := 1; ; attempt++ {
 		runErr = e.attempt(ctx, run)
-		if runErr == nil || ctx.Err() != nil || !retryableRunError(runErr) || attempt >= e.opts.RunAttempts {
+		if runErr == nil || ctx.Err() != nil || attempt >= e.opts.RunAttempts {
+			break
+		}
+		if !retryableRunError(runErr) && !e.credentialsChanged(ctx, run) {
 			break
 		}
 		log.Warn("run attempt failed; resuming from the last checkpoint", "attempt", attempt, "error", runErr)
@@ -403,6 +421,27 @@ func (e *Executor) execute(ctx context.Context, run *claimedRun) {
 	e.finish(ctx, run, runErr, log)
 }
 
+// credentialsChanged reports whether a connection of the run got new
+// credentials since its last attempt started: another run (on any host)
+// refreshed them, and an app that rotates refresh tokens (Sage) refuses the
+// old ones. The attempt failed on stale credentials, most likely: it is
+// retried with the new ones instead of failing the run.
+func (e *Executor) credentialsChanged(ctx context.Context, run *claimedRun) bool {
+	run.mu.Lock()
+	configs := maps.Clone(run.configs)
+	run.mu.Unlock()
+	for id, sealed := range configs {
+		var now []byte
+		if err := e.db.GetContext(ctx, &now, `SELECT config_enc FROM connections WHERE id = $1 AND account_id = $2`, id, run.AccountID); err != nil {
+			return false
+		}
+		if !bytes.Equal(now, sealed) {
+			return true
+		}
+	}
+	return false
+}
+
 func retryableRunError(err error) bool {
 	return sdk.IsTransportError(err) || errors.Is(err, ErrRetriesExhausted)
 }
@@ -421,6 +460,7 @@ func isNullJSON(b []byte) bool {
 
 // prepared connectors and settings of one attempt or preview.
 type attemptSetup struct {
+	run      *claimedRun // nil for a preview
 	w        *workflowRow
 	mapper   *mapping.Mapper
 	src, dst *connectors.Lease
@@ -475,9 +515,9 @@ func (e *Executor) linkJob(a *attemptSetup, runID string) (*linkJob, error) {
 		threshold: w.DeleteThreshold, batchSize: e.opts.BatchSize, retry: e.opts.Retry,
 		sides: map[Side]*sideConn{
 			SideSource: {side: SideSource, connID: w.SourceConnectionID, conn: a.src, config: a.srcCfg, object: w.SourceObject, cursor: w.Cursor,
-				save: e.configSaver(w.AccountID, w.SourceConnectionID)},
+				save: e.configSaver(a, w.SourceConnectionID)},
 			SideTarget: {side: SideTarget, connID: w.TargetConnectionID, conn: a.dst, config: a.dstCfg, object: w.TargetObject, cursor: w.TargetCursor,
-				save: e.configSaver(w.AccountID, w.TargetConnectionID)},
+				save: e.configSaver(a, w.TargetConnectionID)},
 		},
 	}
 	j.lookups = newLookups(e.db, w.AccountID, j.sides[SideTarget], a.mapper, e.opts.BatchSize, e.opts.Retry)
@@ -508,6 +548,10 @@ func (e *Executor) attempt(ctx context.Context, run *claimedRun) error {
 	}
 	defer a.release()
 	w := a.w
+	a.run = run
+	run.mu.Lock()
+	run.configs = map[string][]byte{w.SourceConnectionID: w.SourceConfig, w.TargetConnectionID: w.TargetConfig}
+	run.mu.Unlock()
 	versions, _ := json.Marshal(map[string]string{a.src.Name: a.src.Version, a.dst.Name: a.dst.Version})
 	if err := e.exec(ctx, run.ID, `UPDATE runs SET connector_versions = $2 WHERE id = $1 AND leased_by = $3`,
 		run.ID, versions, e.opts.HostID); err != nil {
@@ -539,11 +583,11 @@ func (e *Executor) attempt(ctx context.Context, run *claimedRun) error {
 			if side == SideTarget {
 				conn = w.TargetConnectionID
 			}
-			return e.configSaver(w.AccountID, conn)(ctx, cfg)
+			return e.configSaver(a, conn)(ctx, cfg)
 		},
 	}
 	target := &sideConn{side: SideTarget, connID: w.TargetConnectionID, conn: a.dst, config: a.dstCfg, object: w.TargetObject,
-		save: e.configSaver(w.AccountID, w.TargetConnectionID)}
+		save: e.configSaver(a, w.TargetConnectionID)}
 	job.lookups = newLookups(e.db, w.AccountID, target, a.mapper, e.opts.BatchSize, e.opts.Retry)
 	_, err = Sync(ctx, job)
 	return err
@@ -594,7 +638,8 @@ func (e *Executor) addCounts(ctx context.Context, tx *sqlx.Tx, run *claimedRun, 
 // refreshed on a connection of the account, sealed like every config. The
 // engine calls it as soon as a connector hands them over (sideConn.adopt,
 // Job.SaveConfig), runs and previews alike.
-func (e *Executor) configSaver(accountID, connID string) func(ctx context.Context, cfg json.RawMessage) error {
+func (e *Executor) configSaver(a *attemptSetup, connID string) func(ctx context.Context, cfg json.RawMessage) error {
+	accountID := a.w.AccountID
 	return func(ctx context.Context, cfg json.RawMessage) error {
 		sealed, err := e.sealer.Seal(cfg, []byte(connID))
 		if err != nil {
@@ -607,6 +652,9 @@ func (e *Executor) configSaver(accountID, connID string) func(ctx context.Contex
 		if _, err := e.db.ExecContext(ctx, `UPDATE connections SET config_enc = $3, updated_at = now() WHERE id = $1 AND account_id = $2`,
 			connID, accountID, sealed); err != nil {
 			return fmt.Errorf("save refreshed credentials of connection %s: %w", connID, err)
+		}
+		if a.run != nil {
+			a.run.noteConfig(connID, sealed)
 		}
 		return nil
 	}
