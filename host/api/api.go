@@ -59,6 +59,10 @@ type Deps struct {
 	Secrets *secrets.Box
 	// AdminToken guards /admin; empty disables those routes (404).
 	AdminToken string
+	// Admin installs, activates and rolls back connector versions for the
+	// operator routes (nil: GET /admin/connectors lists the active versions
+	// and the other routes answer 501).
+	Admin ConnectorAdmin
 	// Logger receives one line per request and every internal error; nil
 	// discards. Request bodies, tokens and configs are never logged.
 	Logger hclog.Logger
@@ -107,6 +111,7 @@ type server struct {
 	runner         Runner
 	box            *secrets.Box
 	adminToken     string
+	admin          ConnectorAdmin
 	log            hclog.Logger
 	metrics        *httpMetrics
 	metricsHandler http.Handler
@@ -143,6 +148,7 @@ func newEngine(deps Deps) *gin.Engine {
 		runner:     deps.Runner,
 		box:        deps.Secrets,
 		adminToken: deps.AdminToken,
+		admin:      deps.Admin,
 		log:        deps.Logger,
 		hasher:     hasher,
 		sessionTTL: deps.SessionTTL,
@@ -269,4 +275,7 @@ func (s *server) routes(e *gin.Engine) {
 
 	admin := e.Group("/admin", s.requireAdmin)
 	admin.GET("/connectors", s.h(s.adminConnectors))
+	admin.POST("/connectors/:name/versions", s.h(s.installVersion))
+	admin.POST("/connectors/:name/activate", s.h(s.activateVersion))
+	admin.POST("/connectors/:name/rollback", s.h(s.rollbackVersion))
 }

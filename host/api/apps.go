@@ -80,24 +80,3 @@ func (s *server) getAppDocs(c *gin.Context) error {
 	c.Data(http.StatusOK, "text/markdown; charset=utf-8", []byte(docs))
 	return nil
 }
-
-type adminConnectorView struct {
-	Name            string `json:"name"`
-	Version         string `json:"version"`
-	Title           string `json:"title"`
-	ProtocolVersion uint32 `json:"protocol_version"`
-}
-
-func (s *server) adminConnectors(c *gin.Context) error {
-	apps, err := s.registry.Apps(c.Request.Context())
-	if err != nil {
-		return fmt.Errorf("registry: apps: %w", err)
-	}
-	sort.Slice(apps, func(i, j int) bool { return apps[i].Name < apps[j].Name })
-	items := make([]adminConnectorView, len(apps))
-	for i, a := range apps {
-		items[i] = adminConnectorView{Name: a.Name, Version: a.Version, Title: a.Spec.Title, ProtocolVersion: a.Spec.ProtocolVersion}
-	}
-	c.JSON(http.StatusOK, list(items, ""))
-	return nil
-}

@@ -104,7 +104,12 @@ func TestAdminConnectors(t *testing.T) {
 	}
 	got := b.must(http.StatusOK, req{method: "GET", path: "/admin/connectors", header: map[string]string{"Authorization": "Bearer " + adminToken}})
 	items := got["items"].([]any)
-	if len(items) != 2 || items[0].(map[string]any)["name"] != "memdb" || items[0].(map[string]any)["version"] != "1.2.3" {
+	if len(items) != 2 || items[0].(map[string]any)["name"] != "memdb" || items[0].(map[string]any)["active_version"] != "1.2.3" {
 		t.Fatalf("admin connectors = %v", got)
+	}
+	// A runtime that cannot be administered says so.
+	resp := b.do(req{method: "POST", path: "/admin/connectors/memdb/rollback", header: map[string]string{"Authorization": "Bearer " + adminToken}})
+	if code, _ := resp.errorCode(t); resp.Status != http.StatusNotImplemented || code != "not_available" {
+		t.Fatalf("rollback without a connector admin = %d %s, want 501 not_available", resp.Status, resp.Body)
 	}
 }

@@ -111,7 +111,10 @@ func operations() []operation {
 			query: []queryParam{{name: "unread", description: "true: only the notices not yet read", schema: map[string]any{"type": "boolean"}}}},
 		{method: "POST", path: "/v1/notifications/{id}/read", summary: "Mark a notice read.", tag: "notifications", security: user, status: 200, resp: "Notification"},
 
-		{method: "GET", path: "/admin/connectors", summary: "Installed connectors (operator).", tag: "admin", security: admin, status: 200, resp: "AdminConnector", list: true},
+		{method: "GET", path: "/admin/connectors", summary: "Installed connectors (operator): every version with its sha256, state, process and crashes, and the active one.", tag: "admin", security: admin, status: 200, resp: "AdminConnector", list: true},
+		{method: "POST", path: "/admin/connectors/{name}/versions", summary: "Install a version put in the plugin directory (<dir>/<name>/<version>/); 409 when its sha256 differs from the one given or it changed since install.", tag: "admin", security: admin, body: "AdminInstall", status: 200, resp: "AdminConnector"},
+		{method: "POST", path: "/admin/connectors/{name}/activate", summary: "New runs use this version on every host (within seconds); runs in flight finish on theirs; no run fails.", tag: "admin", security: admin, body: "AdminActivate", status: 200, resp: "AdminConnector"},
+		{method: "POST", path: "/admin/connectors/{name}/rollback", summary: "Back to the previous active version, with the same guarantees; 409 when there is none.", tag: "admin", security: admin, status: 200, resp: "AdminConnector"},
 	}
 }
 

@@ -780,6 +780,41 @@ func (m *Manager) moveActive(ctx context.Context, a *app, cur, next, previous st
 	return nil
 }
 
+// RefreshActive reads the active and previous versions from the catalog, so
+// a version another host activated (or rolled back to) is the one this host
+// leases from now on; idle processes of versions no longer active stop.
+// Unlike Sync it does not scan the plugin directory: it is cheap enough to
+// run every few seconds.
+func (m *Manager) RefreshActive(ctx context.Context) error {
+	var rows []connectorRow
+	if err := m.db.SelectContext(ctx, &rows, `SELECT name, active_version, previous_version FROM connectors`); err != nil {
+		return fmt.Errorf("connectors: refresh active versions: %w", err)
+	}
+	m.admin.Lock()
+	defer m.admin.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return fmt.Errorf("connectors: refresh active versions: %w", ErrClosed)
+	}
+	for _, r := range rows {
+		a := m.apps[r.Name]
+		if a == nil || (a.active == r.ActiveVersion.String && a.previous == r.PreviousVersion.String) {
+			continue
+		}
+		if _, ok := a.versions[r.ActiveVersion.String]; !ok {
+			continue // installed by another host and not synced here yet
+		}
+		old := a.active
+		a.active, a.previous = r.ActiveVersion.String, r.PreviousVersion.String
+		m.logger.Info("connector version activated elsewhere", "connector", a.name, "version", a.active, "previous", old)
+		if v := a.versions[old]; v != nil && v.proc != nil && v.proc.leases == 0 {
+			m.retireLocked(v.proc)
+		}
+	}
+	return nil
+}
+
 // Status reports the state of every installed version, sorted by connector
 // name and version.
 func (m *Manager) Status() []VersionStatus {

@@ -724,3 +724,41 @@ func TestActivateConflict(t *testing.T) {
 		t.Fatalf("first host sees %s after the other's Rollback, want 0.2.0", a.Version)
 	}
 }
+
+// A version activated on one host becomes the one another host leases at
+// its next RefreshActive (every few seconds in the server), without a scan.
+func TestRefreshActiveFollowsOtherHosts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(dir string) {
+		installSample(t, dir, "0.1.0", false)
+		installSample(t, dir, "0.2.0", false)
+	})
+	ctx := testCtx(t)
+	other := e.open()
+	if a, err := other.App(ctx, "sample"); err != nil || a.Version != "0.2.0" {
+		t.Fatalf("default active version = %+v, %v, want 0.2.0", a, err)
+	}
+	if err := e.m.Activate(ctx, "sample", "0.1.0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.RefreshActive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l, err := other.Acquire(ctx, "sample")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	if l.Version != "0.1.0" {
+		t.Fatalf("the other host leases %s after RefreshActive, want 0.1.0", l.Version)
+	}
+	if err := other.Rollback(ctx, "sample"); err != nil {
+		t.Fatalf("Rollback on the refreshed host: %v", err)
+	}
+	if err := e.m.RefreshActive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := e.m.App(ctx, "sample"); a.Version != "0.2.0" {
+		t.Fatalf("first host sees %s after the other's Rollback and a refresh, want 0.2.0", a.Version)
+	}
+}

@@ -39,8 +39,10 @@ func main() {
 const usage = `usage: synchron <command>
 
 commands:
-  serve     run the web API, the run engine and the connector runtime
-  migrate   apply the database migrations and exit
+  serve       run the web API, the run engine and the connector runtime
+  migrate     apply the database migrations and exit
+  connectors  list, install, activate and roll back connector versions through
+              a host's operator API (synchron connectors help)
 
 environment:
   DATABASE_URL          PostgreSQL URL (required)
@@ -55,6 +57,10 @@ environment:
   SYNCHRON_SCHEDULER    on or off: enqueue runs of due workflows on this host (default on)
   SYNCHRON_LOG_LEVEL    trace, debug, info, warn, error (default info)
   SYNCHRON_LOG_FORMAT   json or text (default json)`
+
+// catalogRefresh is how often a host reads the active connector versions,
+// so that an activation on any host reaches every host within it.
+const catalogRefresh = 5 * time.Second
 
 // config is the host's configuration, read once from the environment.
 type config struct {
@@ -153,6 +159,10 @@ func run(args []string) error {
 	}
 	switch cmd {
 	case "serve", "migrate":
+	case "connectors":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runConnectors(ctx, args[1:], os.Getenv, os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Println(usage)
 		return nil
@@ -204,6 +214,22 @@ func serve(ctx context.Context, cfg config, logger hclog.Logger, st *store.Store
 		}
 	}()
 
+	// Versions activated or rolled back on another host are picked up here.
+	go func() {
+		t := time.NewTicker(catalogRefresh)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := manager.RefreshActive(ctx); err != nil && ctx.Err() == nil {
+					logger.Warn("refresh active connector versions", "error", err)
+				}
+			}
+		}
+	}()
+
 	exec := engine.NewExecutor(st.DB(), manager, box, logger, engine.Options{Workers: cfg.Workers, Lease: cfg.RunLease})
 	exec.Start(ctx)
 	defer func() {
@@ -234,7 +260,7 @@ func serve(ctx context.Context, cfg config, logger hclog.Logger, st *store.Store
 	}
 
 	handler := api.New(api.Deps{
-		Store: st, Registry: manager, Runner: exec, Secrets: box, AdminToken: cfg.AdminToken,
+		Store: st, Registry: manager, Admin: manager, Runner: exec, Secrets: box, AdminToken: cfg.AdminToken,
 		Logger: logger.Named("api"), Metrics: metrics, PasswordCost: cfg.PasswordCost,
 		TrustedProxies: cfg.TrustedProxies,
 	})
