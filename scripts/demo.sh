@@ -54,7 +54,7 @@ while IFS='=' read -r k v; do
 done <"$work/fakes.out"
 
 addr="${SYNCHRON_ADDR:-127.0.0.1:8080}"
-env SYNCHRON_ADDR="$addr" SYNCHRON_PLUGIN_DIR="${SYNCHRON_PLUGIN_DIR:-$root/bin/plugins}" \
+env SYNCHRON_ADDR="$addr" SYNCHRON_PLUGIN_DIR="${SYNCHRON_PLUGIN_DIR:-$root/bin/plugins}" SYNCHRON_PLUGIN_REINSTALL=on \
   SYNCHRON_SECRET_KEY="${SYNCHRON_SECRET_KEY:-$(head -c 32 /dev/urandom | base64)}" \
   SYNCHRON_LOG_FORMAT=text bin/synchron serve >"$work/synchron.out" 2>"$work/synchron.log" &
 pids+=($!)

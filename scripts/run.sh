@@ -21,6 +21,9 @@ if [ -z "${SYNCHRON_ADMIN_TOKEN:-}" ]; then
 fi
 export SYNCHRON_ADDR="${SYNCHRON_ADDR:-127.0.0.1:8080}"
 export SYNCHRON_PLUGIN_DIR="${SYNCHRON_PLUGIN_DIR:-$root/bin/plugins}"
+# Local defaults: every `make build` changes the connectors' executables under
+# the same version; take them as reinstalls instead of refusing them.
+export SYNCHRON_PLUGIN_REINSTALL="${SYNCHRON_PLUGIN_REINSTALL:-on}"
 
 echo "Synchron: database $(echo "$DATABASE_URL" | sed -E 's#//([^:@/]+):[^@]*@#//\1:***@#')"
 echo "Synchron: connectors from $SYNCHRON_PLUGIN_DIR"

@@ -213,7 +213,7 @@ type catalogState struct {
 // versions gone from disk become missing, and a connector without an active
 // version gets its highest installed release (a pre-release only when it has
 // no release). It returns the whole catalog.
-func syncCatalog(ctx context.Context, db *sqlx.DB, scanned []ScannedVersion) (catalogState, error) {
+func syncCatalog(ctx context.Context, db *sqlx.DB, scanned []ScannedVersion, reinstallChanged bool) (catalogState, error) {
 	var st catalogState
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
@@ -240,6 +240,16 @@ func syncCatalog(ctx context.Context, db *sqlx.DB, scanned []ScannedVersion) (ca
 			if _, err := tx.ExecContext(ctx, `INSERT INTO connector_versions (name, version, sha256, path, status) VALUES ($1, $2, $3, $4, $5)`,
 				s.Name, s.Version, s.SHA256, s.Path, StatusInstalled); err != nil {
 				return st, fmt.Errorf("connectors: sync: install %s %s: %w", s.Name, s.Version, err)
+			}
+			continue
+		}
+		if r.SHA256 != s.SHA256 && reinstallChanged {
+			// A developer's rebuild: record the new executable, and forget
+			// the spec read from the old one.
+			if _, err := tx.ExecContext(ctx, `UPDATE connector_versions SET sha256 = $3, path = $4, status = $5, spec = NULL, docs = NULL,
+				installed_at = now(), updated_at = now() WHERE name = $1 AND version = $2`,
+				s.Name, s.Version, s.SHA256, s.Path, StatusInstalled); err != nil {
+				return st, fmt.Errorf("connectors: sync: reinstall %s %s: %w", s.Name, s.Version, err)
 			}
 			continue
 		}

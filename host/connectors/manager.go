@@ -205,7 +205,7 @@ func (m *Manager) Sync(ctx context.Context) error {
 	for _, p := range problems {
 		m.logger.Warn("skipping plugin directory entry", "error", p)
 	}
-	st, err := syncCatalog(ctx, m.db, found)
+	st, err := syncCatalog(ctx, m.db, found, m.opts.reinstallChanged)
 	if err != nil {
 		return err
 	}

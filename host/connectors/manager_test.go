@@ -762,3 +762,41 @@ func TestRefreshActiveFollowsOtherHosts(t *testing.T) {
 		t.Fatalf("first host sees %s after the other's Rollback and a refresh, want 0.2.0", a.Version)
 	}
 }
+
+// With WithReinstallChanged (a developer's machine), a rebuilt executable
+// under the same version is recorded anew and runs; without it the same
+// rebuild is refused (checksum_mismatch).
+func TestReinstallChangedForDevelopers(t *testing.T) {
+	t.Parallel()
+	for name, dev := range map[string]bool{"production": false, "developer": true} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var exe string
+			e := newEnv(t, func(dir string) { exe = installSample(t, dir, "0.1.0", true) })
+			ctx := testCtx(t)
+			before := status(t, e.m, "sample", "0.1.0").SHA256
+			rebuild(t, exe)
+			var opts []Option
+			if dev {
+				opts = append(opts, WithReinstallChanged())
+			}
+			m := e.open(opts...) // a host started after the rebuild
+			s := status(t, m, "sample", "0.1.0")
+			if !dev {
+				if s.State != StatusChecksumMismatch || s.SHA256 != before {
+					t.Fatalf("production: status %+v, want checksum_mismatch with the installed sha256", s)
+				}
+				return
+			}
+			if s.State == StatusChecksumMismatch || s.SHA256 == before {
+				t.Fatalf("developer: status %+v, want the rebuilt executable installed", s)
+			}
+			l, err := m.Acquire(ctx, "sample")
+			if err != nil {
+				t.Fatalf("Acquire after the rebuild: %v", err)
+			}
+			readOK(t, l)
+			l.Release()
+		})
+	}
+}

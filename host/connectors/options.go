@@ -45,6 +45,8 @@ type options struct {
 	// database's).
 	budgets    sdk.BudgetAuthority
 	budgetsSet bool
+	// reinstallChanged: see WithReinstallChanged.
+	reinstallChanged bool
 }
 
 func defaultOptions() options {
@@ -152,6 +154,15 @@ func WithBudgets(b sdk.BudgetAuthority) Option {
 // EventStopped once the process has exited.
 func WithEventHook(f func(Event)) Option {
 	return func(o *options) { o.onEvent = f }
+}
+
+// WithReinstallChanged makes Sync record an executable that changed on disk
+// under the same version as a reinstall (new sha256, spec read again)
+// instead of refusing it with checksum_mismatch. For a developer's machine,
+// where every build changes the binaries (make run, make demo); never for
+// production, where a version's executable must not change.
+func WithReinstallChanged() Option {
+	return func(o *options) { o.reinstallChanged = true }
 }
 
 // EventKind names a process event.

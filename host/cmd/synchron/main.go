@@ -55,6 +55,9 @@ environment:
   SYNCHRON_RUN_LEASE    how long a run stays this host's without a heartbeat; another host takes
                         it over after that (Go duration, default 30s)
   SYNCHRON_SCHEDULER    on or off: enqueue runs of due workflows on this host (default on)
+  SYNCHRON_PLUGIN_REINSTALL  on: a rebuilt connector under the same version is installed anew
+                        (developer machines; make run and make demo set it). Default off: a
+                        changed executable is refused (checksum_mismatch)
   SYNCHRON_LOG_LEVEL    trace, debug, info, warn, error (default info)
   SYNCHRON_LOG_FORMAT   json or text (default json)`
 
@@ -80,6 +83,9 @@ type config struct {
 	RunLease time.Duration
 	// Scheduler: this host enqueues runs of due workflows (SYNCHRON_SCHEDULER).
 	Scheduler bool
+	// PluginReinstall: a rebuilt connector executable under the same
+	// version is installed anew (developer machines, SYNCHRON_PLUGIN_REINSTALL).
+	PluginReinstall bool
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -127,6 +133,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 		c.Scheduler = false
 	default:
 		return c, fmt.Errorf("SYNCHRON_SCHEDULER=%q: give on or off", v)
+	}
+	switch v := getenv("SYNCHRON_PLUGIN_REINSTALL"); v {
+	case "", "off":
+	case "on":
+		c.PluginReinstall = true
+	default:
+		return c, fmt.Errorf("SYNCHRON_PLUGIN_REINSTALL=%q: give on or off", v)
 	}
 	for _, p := range strings.Split(getenv("SYNCHRON_TRUSTED_PROXIES"), ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -202,7 +215,11 @@ func serve(ctx context.Context, cfg config, logger hclog.Logger, st *store.Store
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	manager, err := connectors.NewManager(ctx, st.DB(), cfg.PluginDir, logger.Named("connectors"))
+	var managerOpts []connectors.Option
+	if cfg.PluginReinstall {
+		managerOpts = append(managerOpts, connectors.WithReinstallChanged())
+	}
+	manager, err := connectors.NewManager(ctx, st.DB(), cfg.PluginDir, logger.Named("connectors"), managerOpts...)
 	if err != nil {
 		return err
 	}
