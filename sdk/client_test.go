@@ -384,3 +384,34 @@ func TestClientWriteResultCountMismatch(t *testing.T) {
 		t.Fatalf("Write = %v, want a protocol violation", err)
 	}
 }
+
+// A connector's Retryable error reaches the host as a retryable
+// ConnectorError with its wait; a plain error is not retryable.
+func TestClientRetryableErrors(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		err       error
+		retryable bool
+		after     time.Duration
+	}{
+		"retryable with a wait": {err: sdk.Retryable(errors.New("HTTP 429 after 6 attempts"), 90*time.Second), retryable: true, after: 90 * time.Second},
+		"retryable, no wait":    {err: sdk.Retryable(fmt.Errorf("read: %w", errors.New("HTTP 503")), 0), retryable: true},
+		"plain":                 {err: errors.New("invalid config")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c := serve(t, &fakeConn{read: func(context.Context, sdk.ReadRequest, sdk.ReadSink) error { return tc.err }})
+			err := c.Read(testCtx(t), sdk.ReadRequest{}, &collect{})
+			after, ok := sdk.IsRetryable(err)
+			if ok != tc.retryable || after != tc.after {
+				t.Fatalf("IsRetryable(%v) = %v, %v; want %v, %v", err, after, ok, tc.after, tc.retryable)
+			}
+			if !strings.Contains(err.Error(), tc.err.Error()) || sdk.IsTransportError(err) {
+				t.Fatalf("error %q: want the connector's message, not a transport error", err)
+			}
+		})
+	}
+	if sdk.Retryable(nil, time.Second) != nil {
+		t.Error("Retryable(nil) is not nil")
+	}
+}

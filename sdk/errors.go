@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -17,9 +19,34 @@ const errorDomain = "connector.synchron.io"
 
 // Reasons carried in the google.rpc.ErrorInfo detail of such statuses.
 const (
-	reasonConnectorError = "CONNECTOR_ERROR"
-	reasonConnectorPanic = "CONNECTOR_PANIC"
+	reasonConnectorError     = "CONNECTOR_ERROR"
+	reasonConnectorPanic     = "CONNECTOR_PANIC"
+	reasonConnectorRetryable = "CONNECTOR_RETRYABLE"
+	// metaRetryAfter is the ErrorInfo metadata key of RetryAfter, in ms.
+	metaRetryAfter = "retry_after_ms"
 )
+
+// RetryableError marks a connector error that a later attempt may not meet:
+// the app kept answering 429 or 5xx, or a network error, past what the
+// connector waits for within one call. The host then resumes the run from
+// its last checkpoint after RetryAfter (or its own backoff) instead of
+// failing it. Make one with Retryable.
+type RetryableError struct {
+	Err        error
+	RetryAfter time.Duration
+}
+
+func (e *RetryableError) Error() string { return e.Err.Error() }
+func (e *RetryableError) Unwrap() error { return e.Err }
+
+// Retryable marks err as retryable after the given wait (0: the host's
+// backoff). A nil err stays nil.
+func Retryable(err error, after time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return &RetryableError{Err: err, RetryAfter: after}
+}
 
 // ConnectorError is an error that the connector itself returned, or a panic it
 // raised (Panic true), carried back over the wire by Client. The connector
@@ -32,6 +59,24 @@ type ConnectorError struct {
 	Message string
 	// Panic is true when the connector panicked; the SDK recovered it.
 	Panic bool
+	// Retryable is true when the connector said a later attempt may
+	// succeed (Retryable), after RetryAfter when known.
+	Retryable  bool
+	RetryAfter time.Duration
+}
+
+// IsRetryable reports whether err (from a Client call, or a connector's own
+// error in process) says a later attempt may succeed, and after how long.
+func IsRetryable(err error) (time.Duration, bool) {
+	var ce *ConnectorError
+	if errors.As(err, &ce) && ce.Retryable {
+		return ce.RetryAfter, true
+	}
+	var re *RetryableError
+	if errors.As(err, &re) {
+		return re.RetryAfter, true
+	}
+	return 0, false
 }
 
 func (e *ConnectorError) Error() string {
@@ -88,6 +133,11 @@ func connectorStatus(ctx context.Context, err error) error {
 	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return status.FromContextError(ctx.Err()).Err()
 	}
+	var re *RetryableError
+	if errors.As(err, &re) {
+		return markedStatusMeta(codes.Unknown, reasonConnectorRetryable, err.Error(),
+			map[string]string{metaRetryAfter: strconv.FormatInt(re.RetryAfter.Milliseconds(), 10)})
+	}
 	return markedStatus(codes.Unknown, reasonConnectorError, err.Error())
 }
 
@@ -97,8 +147,12 @@ func panicStatus(v any) error {
 }
 
 func markedStatus(code codes.Code, reason, msg string) error {
+	return markedStatusMeta(code, reason, msg, nil)
+}
+
+func markedStatusMeta(code codes.Code, reason, msg string, meta map[string]string) error {
 	st := status.New(code, msg)
-	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: errorDomain}); err == nil {
+	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: errorDomain, Metadata: meta}); err == nil {
 		st = withInfo
 	}
 	return st.Err()
@@ -124,12 +178,17 @@ func clientError(ctx context.Context, method string, err error) error {
 				continue
 			}
 			switch info.GetReason() {
-			case reasonConnectorError, reasonConnectorPanic:
-				return fmt.Errorf("connector %s: %w", method, &ConnectorError{
-					Method:  method,
-					Message: st.Message(),
-					Panic:   info.GetReason() == reasonConnectorPanic,
-				})
+			case reasonConnectorError, reasonConnectorPanic, reasonConnectorRetryable:
+				ce := &ConnectorError{
+					Method:    method,
+					Message:   st.Message(),
+					Panic:     info.GetReason() == reasonConnectorPanic,
+					Retryable: info.GetReason() == reasonConnectorRetryable,
+				}
+				if ms, err := strconv.ParseInt(info.GetMetadata()[metaRetryAfter], 10, 64); err == nil && ms > 0 {
+					ce.RetryAfter = time.Duration(ms) * time.Millisecond
+				}
+				return fmt.Errorf("connector %s: %w", method, ce)
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/synchron-io/synchron/plugins/sample/sample"
 	"github.com/synchron-io/synchron/sdk"
@@ -191,5 +192,48 @@ func TestRunRetriedWithCredentialsRefreshedElsewhere(t *testing.T) {
 	}
 	if r := b.run(t, id); r.Status != "failed" || r.Error == nil || !strings.Contains(*r.Error, "invalid_grant") || stale != 2 {
 		t.Fatalf("run = %+v (error %v) after %d stale attempts, want failed after one attempt", r, deref(r.Error), stale)
+	}
+}
+
+// flaky is a source whose app answers 429 beyond what the connector waits
+// within one call, failures times: it returns sdk.Retryable.
+type flaky struct {
+	sdk.Connector
+	failures *int
+}
+
+func (f flaky) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.ReadSink) error {
+	if *f.failures > 0 {
+		*f.failures--
+		return sdk.Retryable(errors.New("the app kept answering HTTP 429"), 10*time.Millisecond)
+	}
+	return f.Connector.Read(ctx, req, sink)
+}
+
+// A connector that gives up on an app's 429s with sdk.Retryable does not
+// fail the run: the run resumes after the wait; a plain error still fails.
+func TestRetryableConnectorErrorResumesTheRun(t *testing.T) {
+	t.Parallel()
+	b := setupExec(t, 50)
+	ctx := context.Background()
+	failures := 2
+	wire, closeFn, err := sdk.ServeTestConn(ctx, flaky{Connector: sample.New("0.0.1", ""), failures: &failures})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeFn)
+	b.reg.mu.Lock()
+	b.reg.conns["sample"] = wire
+	b.reg.mu.Unlock()
+	e := b.executor("h1")
+	id, err := e.Enqueue(ctx, "acc_a", b.wfID, "manual")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.run(t, id); r.Status != "succeeded" || r.Created != 50 || failures != 0 {
+		t.Fatalf("run = %+v (error %v), want it succeeded after two 429 give-ups", r, deref(r.Error))
 	}
 }

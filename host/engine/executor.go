@@ -403,7 +403,11 @@ func (e *Executor) execute(ctx context.Context, run *claimedRun) {
 			break
 		}
 		log.Warn("run attempt failed; resuming from the last checkpoint", "attempt", attempt, "error", runErr)
-		if err := sleep(ctx, delay); err != nil {
+		wait := delay
+		if after, ok := sdk.IsRetryable(runErr); ok && after > wait {
+			wait = min(after, maxRetryAfter) // the app said when
+		}
+		if err := sleep(ctx, wait); err != nil {
 			break
 		}
 		delay *= 2
@@ -442,8 +446,17 @@ func (e *Executor) credentialsChanged(ctx context.Context, run *claimedRun) bool
 	return false
 }
 
+// maxRetryAfter bounds how long a run waits on an app's Retry-After before
+// resuming (the lease is renewed meanwhile).
+const maxRetryAfter = 10 * time.Minute
+
+// retryableRunError reports whether a later attempt of the run may succeed:
+// the connector process failed, the target kept answering retryable errors,
+// or the connector said so (sdk.Retryable: the app kept answering 429 or
+// 5xx).
 func retryableRunError(err error) bool {
-	return sdk.IsTransportError(err) || errors.Is(err, ErrRetriesExhausted)
+	_, retryable := sdk.IsRetryable(err)
+	return retryable || sdk.IsTransportError(err) || errors.Is(err, ErrRetriesExhausted)
 }
 
 // linked reports whether a workflow needs the link table: two-way, or
