@@ -353,4 +353,10 @@ type WebhookResponse struct {
 	// ResponseStatus and ResponseBody are what the host answers the app (0: 200).
 	ResponseStatus int
 	ResponseBody   []byte
+	// DeliveryID is the app's id of the delivery when it has one (Shopify's
+	// X-Shopify-Webhook-Id). The host remembers the deliveries it processed
+	// (in the database, so on every host) and drops a redelivery; a
+	// delivery it failed to process is processed again when the app
+	// retries it. Connectors do not dedup themselves.
+	DeliveryID string
 }

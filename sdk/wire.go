@@ -536,6 +536,7 @@ func webhookResponseToProto(r *WebhookResponse) *connectorv1.HandleWebhookRespon
 		Diagnostics:    diagnosticsToProto(r.Diagnostics),
 		ResponseStatus: int32(min(max(r.ResponseStatus, 0), 999)),
 		ResponseBody:   r.ResponseBody,
+		DeliveryId:     r.DeliveryID,
 	}
 	if len(r.Changes) > 0 {
 		out.Changes = make([]*connectorv1.ChangeNotice, len(r.Changes))
@@ -557,6 +558,7 @@ func webhookResponseFromProto(r *connectorv1.HandleWebhookResponse) *WebhookResp
 		Diagnostics:    diagnosticsFromProto(r.GetDiagnostics()),
 		ResponseStatus: int(r.GetResponseStatus()),
 		ResponseBody:   bytesOrNil(r.GetResponseBody()),
+		DeliveryID:     r.GetDeliveryId(),
 	}
 	if ch := r.GetChanges(); len(ch) > 0 {
 		out.Changes = make([]ChangeNotice, len(ch))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -147,8 +148,10 @@ type testRunner struct {
 	mu      sync.Mutex
 	// nothingToRetry makes RetryFailed find nothing to retry.
 	nothingToRetry bool
-	calls          []enqueueCall
-	other          []runnerCall
+	// failEnqueue makes the next Enqueue calls fail (a database outage).
+	failEnqueue int
+	calls       []enqueueCall
+	other       []runnerCall
 }
 
 type enqueueCall struct{ AccountID, WorkflowID, Trigger string }
@@ -203,7 +206,14 @@ func (r *testRunner) OtherCalls() []runnerCall {
 func (r *testRunner) Enqueue(ctx context.Context, accountID, workflowID, trigger string) (string, error) {
 	r.mu.Lock()
 	r.calls = append(r.calls, enqueueCall{accountID, workflowID, trigger})
+	fail := r.failEnqueue > 0
+	if fail {
+		r.failEnqueue--
+	}
 	r.mu.Unlock()
+	if fail {
+		return "", errors.New("enqueue: the database is unreachable")
+	}
 	var id string
 	err := r.db.GetContext(ctx, &id, `INSERT INTO runs (id, account_id, workflow_id, status, trigger)
 		SELECT $1, $2, $3, 'queued', $4 FROM workflows WHERE account_id = $2 AND id = $3

@@ -87,6 +87,8 @@ func (l *hookLimiter) sweep(now time.Time) {
 type webhookReceipt struct {
 	Received bool `json:"received"`
 	Runs     int  `json:"runs"`
+	// Duplicate: the app delivered this already and it was processed.
+	Duplicate bool `json:"duplicate,omitempty"`
 }
 
 // receiveWebhook is POST /v1/hooks/{connection_id}: an app's delivery. It
@@ -150,12 +152,30 @@ func (s *server) receiveWebhook(c *gin.Context) error {
 	if resp.Diagnostics.HasError() {
 		event.Error = clip(resp.Diagnostics.Error())
 	}
+	// A redelivery of a delivery already processed (on any host) queues
+	// nothing; one that failed before is processed again.
+	done, err := s.store.WebhookDelivered(ctx, conn.ID, resp.DeliveryID)
+	if err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	if done {
+		event.Summary = clip("duplicate delivery " + resp.DeliveryID + ": already processed")
+		event.Changes = 0
+		if _, err := s.store.RecordWebhookEvent(ctx, event); err != nil {
+			return fmt.Errorf("webhook: %w", err)
+		}
+		c.JSON(http.StatusOK, webhookReceipt{Received: true, Duplicate: true})
+		return nil
+	}
 	runs, enqueueErr := s.enqueueForWebhook(ctx, conn, resp)
 	event.Runs = runs
 	if enqueueErr != nil {
 		event.Error = clip(strings.TrimPrefix(event.Error+"; ", "; ") + "runs not queued: try again")
 	}
-	if _, err := s.store.RecordWebhookEvent(ctx, event); err != nil {
+	event.DeliveryID = resp.DeliveryID
+	if _, err := s.store.RecordWebhookEvent(ctx, event); err != nil && !errors.Is(err, store.ErrDuplicateDelivery) {
+		// (A duplicate here is the same delivery processed at the same
+		// moment by another request: its runs are queued once.)
 		return fmt.Errorf("webhook: %w", err)
 	}
 	if enqueueErr != nil {
@@ -310,11 +330,12 @@ type webhookEventView struct {
 	Changes      int       `json:"changes"`
 	Runs         int       `json:"runs"`
 	Error        string    `json:"error"`
+	DeliveryID   string    `json:"delivery_id,omitempty"`
 }
 
 func viewWebhookEvent(e store.WebhookEvent) webhookEventView {
 	return webhookEventView{
 		ID: e.ID, ConnectionID: e.ConnectionID, ReceivedAt: e.ReceivedAt.UTC(), Verified: e.Verified,
-		Summary: e.Summary, Changes: e.Changes, Runs: e.Runs, Error: e.Error,
+		Summary: e.Summary, Changes: e.Changes, Runs: e.Runs, Error: e.Error, DeliveryID: e.DeliveryID,
 	}
 }

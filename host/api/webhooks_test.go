@@ -356,14 +356,27 @@ func TestWebhookShopify(t *testing.T) {
 	if got := b.enqueued(); len(got) != 1 || got[0] != u.accountID+"/"+customers {
 		t.Fatalf("enqueued %v, want only %s", got, customers)
 	}
-	// Shopify redelivers: the connector drops the duplicate, nothing queued.
+	// Shopify redelivers: the host drops the duplicate, nothing queued.
 	resp = hook(shopifySign(secret, body), "d-1")
-	if resp.Status != http.StatusOK || resp.JSON(t)["runs"] != 0.0 || len(b.runner.Calls()) != 1 {
+	if resp.Status != http.StatusOK || resp.JSON(t)["runs"] != 0.0 || resp.JSON(t)["duplicate"] != true || len(b.runner.Calls()) != 1 {
 		t.Fatalf("duplicate = %d %s", resp.Status, resp.Body)
 	}
 	evs := b.webhookEvents(u, id)
-	if len(evs) != 3 || evs[2]["verified"] != false || evs[1]["summary"] != "customers x1" || evs[0]["summary"] != "no change" {
+	if len(evs) != 3 || evs[2]["verified"] != false || evs[1]["summary"] != "customers x1" || evs[1]["delivery_id"] != "d-1" ||
+		evs[0]["summary"] != "duplicate delivery d-1: already processed" {
 		t.Fatalf("events = %v", evs)
+	}
+	// A delivery whose runs could not be queued is answered 5xx, and its
+	// redelivery is processed (not dropped as a duplicate).
+	b.runner.mu.Lock()
+	b.runner.failEnqueue = 1
+	b.runner.mu.Unlock()
+	if resp = hook(shopifySign(secret, body), "d-2"); resp.Status < 500 {
+		t.Fatalf("delivery whose runs failed to queue = %d %s, want a 5xx so that Shopify retries", resp.Status, resp.Body)
+	}
+	resp = hook(shopifySign(secret, body), "d-2")
+	if resp.Status != http.StatusOK || resp.JSON(t)["runs"] != 1.0 || resp.JSON(t)["duplicate"] == true {
+		t.Fatalf("redelivery of the failed d-2 = %d %s, want it processed", resp.Status, resp.Body)
 	}
 	if strings.Contains(b.logs.String(), secret) || strings.Contains(b.logs.String(), "bob@example.com") {
 		t.Fatal("a secret or the body reached the logs")

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -18,9 +20,29 @@ type WebhookEvent struct {
 	Changes      int       `db:"changes"`
 	Runs         int       `db:"runs"`
 	Error        string    `db:"error"`
+	// DeliveryID is the app's id of the delivery ("" when it has none).
+	DeliveryID string `db:"delivery_id"`
 }
 
-const webhookEventColumns = `id, account_id, connection_id, received_at, verified, summary, changes, runs, error`
+const webhookEventColumns = `id, account_id, connection_id, received_at, verified, summary, changes, runs, error, delivery_id`
+
+// ErrDuplicateDelivery: a processed delivery with this id is already
+// recorded for the connection.
+var ErrDuplicateDelivery = errors.New("webhook delivery already processed")
+
+// WebhookDelivered reports whether the connection already processed the
+// delivery (recorded without error).
+func (s *Store) WebhookDelivered(ctx context.Context, connectionID, deliveryID string) (bool, error) {
+	if deliveryID == "" {
+		return false, nil
+	}
+	var n int
+	if err := s.db.GetContext(ctx, &n, `SELECT count(*) FROM webhook_events WHERE connection_id = $1 AND delivery_id = $2 AND error = ''`,
+		connectionID, deliveryID); err != nil {
+		return false, fmt.Errorf("store: webhook delivered: %w", err)
+	}
+	return n > 0, nil
+}
 
 // GetConnectionByID returns a connection whatever its account. Only the
 // webhook route uses it: the app that calls it knows the connection id but
@@ -60,9 +82,14 @@ func (s *Store) RecordWebhookEvent(ctx context.Context, e WebhookEvent) (Webhook
 	}
 	defer func() { _ = tx.Rollback() }()
 	var out WebhookEvent
-	err = tx.GetContext(ctx, &out, `INSERT INTO webhook_events (id, account_id, connection_id, received_at, verified, summary, changes, runs, error)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING `+webhookEventColumns,
-		e.ID, e.AccountID, e.ConnectionID, e.ReceivedAt, e.Verified, e.Summary, e.Changes, e.Runs, e.Error)
+	err = tx.GetContext(ctx, &out, `INSERT INTO webhook_events (id, account_id, connection_id, received_at, verified, summary, changes, runs, error, delivery_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		ON CONFLICT (connection_id, delivery_id) WHERE delivery_id <> '' AND error = '' DO NOTHING
+		RETURNING `+webhookEventColumns,
+		e.ID, e.AccountID, e.ConnectionID, e.ReceivedAt, e.Verified, e.Summary, e.Changes, e.Runs, e.Error, e.DeliveryID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return WebhookEvent{}, fmt.Errorf("store: record webhook event %s: %w", e.DeliveryID, ErrDuplicateDelivery)
+	}
 	if err != nil {
 		return WebhookEvent{}, fmt.Errorf("store: record webhook event for connection %s: %w", e.ConnectionID, err)
 	}

@@ -135,3 +135,39 @@ func TestWebhookEventsRetention(t *testing.T) {
 		t.Errorf("the other connection has %d events, want its 1 untouched", len(got))
 	}
 }
+
+// A processed delivery's id is remembered for the connection: a second
+// processed record of it is refused (ErrDuplicateDelivery) and
+// WebhookDelivered says so; a failed one does not count.
+func TestWebhookDeliveryIDs(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	acc, _ := b.signup(t, "hook-delivery@example.com")
+	c := b.connection(t, acc.ID)
+	other := b.connection(t, acc.ID)
+	rec := func(conn, delivery, errText string) error {
+		_, err := b.store.RecordWebhookEvent(b.ctx, store.WebhookEvent{AccountID: acc.ID, ConnectionID: conn, ReceivedAt: b.now, Verified: true, DeliveryID: delivery, Error: errText})
+		return err
+	}
+	if err := rec(c.ID, "d1", "runs not queued: try again"); err != nil {
+		t.Fatal(err)
+	}
+	if done, err := b.store.WebhookDelivered(b.ctx, c.ID, "d1"); err != nil || done {
+		t.Fatalf("after a failed d1: delivered = %v, %v, want false", done, err)
+	}
+	if err := rec(c.ID, "d1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if done, err := b.store.WebhookDelivered(b.ctx, c.ID, "d1"); err != nil || !done {
+		t.Fatalf("after a processed d1: delivered = %v, %v, want true", done, err)
+	}
+	if err := rec(c.ID, "d1", ""); !errors.Is(err, store.ErrDuplicateDelivery) {
+		t.Fatalf("second processed d1 = %v, want ErrDuplicateDelivery", err)
+	}
+	if err := rec(other.ID, "d1", ""); err != nil {
+		t.Fatalf("d1 on another connection = %v, want it recorded", err)
+	}
+	if done, _ := b.store.WebhookDelivered(b.ctx, c.ID, ""); done {
+		t.Error("a delivery without id counts as delivered")
+	}
+}

@@ -64,9 +64,11 @@ func topicObject(topic string) (string, bool, bool) {
 	return "", false, false
 }
 
-// HandleWebhook verifies X-Shopify-Hmac-Sha256 with the client secret,
-// drops deliveries already seen (X-Shopify-Webhook-Id) and announces the
-// change, with the record when the body carries it.
+// HandleWebhook verifies X-Shopify-Hmac-Sha256 with the client secret and
+// announces the change, with the record when the body carries it. The
+// delivery's X-Shopify-Webhook-Id is handed to the host, which drops a
+// redelivery of a delivery it processed (on any host) and processes again
+// one it failed to.
 func (c *Connector) HandleWebhook(_ context.Context, req sdk.WebhookRequest) (*sdk.WebhookResponse, error) {
 	cfg, diags := parseConfig(req.Config)
 	if diags.HasError() {
@@ -81,10 +83,7 @@ func (c *Connector) HandleWebhook(_ context.Context, req sdk.WebhookRequest) (*s
 	if err != nil || !hmac.Equal(got, mac.Sum(nil)) {
 		return &sdk.WebhookResponse{Verified: false}, nil
 	}
-	resp := &sdk.WebhookResponse{Verified: true}
-	if id := header(req.Headers, "X-Shopify-Webhook-Id"); id != "" && !c.seen.add(cfg.Shop+"\x00"+id) {
-		return resp, nil // duplicate delivery
-	}
+	resp := &sdk.WebhookResponse{Verified: true, DeliveryID: header(req.Headers, "X-Shopify-Webhook-Id")}
 	topic := header(req.Headers, "X-Shopify-Topic")
 	object, deleted, ok := topicObject(topic)
 	if !ok {

@@ -2031,8 +2031,11 @@ type HandleWebhookResponse struct {
 	// What the host answers the app, when the app expects a specific reply.
 	ResponseStatus int32  `protobuf:"varint,4,opt,name=response_status,json=responseStatus,proto3" json:"response_status,omitempty"`
 	ResponseBody   []byte `protobuf:"bytes,5,opt,name=response_body,json=responseBody,proto3" json:"response_body,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The app's id of this delivery (Shopify's X-Shopify-Webhook-Id), when it
+	// has one: the host drops a delivery it already processed, on any host.
+	DeliveryId    string `protobuf:"bytes,6,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HandleWebhookResponse) Reset() {
@@ -2098,6 +2101,13 @@ func (x *HandleWebhookResponse) GetResponseBody() []byte {
 		return x.ResponseBody
 	}
 	return nil
+}
+
+func (x *HandleWebhookResponse) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
 }
 
 type StopRequest struct {
@@ -2339,13 +2349,15 @@ const file_proto_connector_v1_connector_proto_rawDesc = "" +
 	"\x06object\x18\x01 \x01(\tR\x06object\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x18\n" +
 	"\adeleted\x18\x03 \x01(\bR\adeleted\x125\n" +
-	"\x06record\x18\x04 \x01(\v2\x1d.synchron.connector.v1.RecordR\x06record\"\x85\x02\n" +
+	"\x06record\x18\x04 \x01(\v2\x1d.synchron.connector.v1.RecordR\x06record\"\xa6\x02\n" +
 	"\x15HandleWebhookResponse\x12\x1a\n" +
 	"\bverified\x18\x01 \x01(\bR\bverified\x12=\n" +
 	"\achanges\x18\x02 \x03(\v2#.synchron.connector.v1.ChangeNoticeR\achanges\x12C\n" +
 	"\vdiagnostics\x18\x03 \x03(\v2!.synchron.connector.v1.DiagnosticR\vdiagnostics\x12'\n" +
 	"\x0fresponse_status\x18\x04 \x01(\x05R\x0eresponseStatus\x12#\n" +
-	"\rresponse_body\x18\x05 \x01(\fR\fresponseBody\"\r\n" +
+	"\rresponse_body\x18\x05 \x01(\fR\fresponseBody\x12\x1f\n" +
+	"\vdelivery_id\x18\x06 \x01(\tR\n" +
+	"deliveryId\"\r\n" +
 	"\vStopRequest\"S\n" +
 	"\fStopResponse\x12C\n" +
 	"\vdiagnostics\x18\x01 \x03(\v2!.synchron.connector.v1.DiagnosticR\vdiagnostics2\xdd\x05\n" +
