@@ -44,7 +44,7 @@ SYNCHRON_BENCH_RECORDS=100000 go test -tags bench -count=1 -run 'TestBenchTwoWay
   | grep -E 'BENCH|FAIL' | tee "$out/twoway.txt"
 
 echo "== webhooks: 200 signed Shopify hooks through the host (latency to run queued and started, p50/p99)"
-go test -tags bench -count=1 -run 'TestBenchWebhook' -v -timeout 20m ./host/e2e/ | grep -E 'BENCH|FAIL' | tee "$out/webhooks.txt"
+go test -tags bench -count=1 -run 'TestBenchWebhook$' -v -timeout 20m ./host/e2e/ | grep -E 'BENCH|FAIL' | tee "$out/webhooks.txt"
 
 echo "== webhook propagation Shopify -> HubSpot end to end (p50/p90/p99)"
 go test -tags bench -count=1 -run 'TestBenchWebhookPropagation' -v -timeout 20m ./host/e2e/ | grep -E 'BENCH|FAIL' | tee "$out/propagation.txt"

@@ -129,10 +129,10 @@ Synchron demo is running (Ctrl-C stops it).
   token          $token
   connections    Shopify $shop, HubSpot $hub, Sage $sage
   workflow       $wf  "Shopify customers <-> HubSpot contacts" (two-way, matched by email)
-  first run      $run: $status
+  latest run     $run: $status  (the scheduler may have run it first: GET /v1/workflows/$wf/runs)
                  $body
   workflow       $orders  "Shopify orders -> Sage sales invoices" (one-way, contacts looked up or created)
-  first run      $orders_run: $orders_status
+  latest run     $orders_run: $orders_status
                  $orders_body
 
 Fakes (127.0.0.1 only; seeded: 30 Shopify customers, 25 HubSpot contacts of which 10 shared,
