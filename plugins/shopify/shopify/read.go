@@ -2,6 +2,8 @@ package shopify
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -105,18 +107,66 @@ func readSpecFor(object string) (readSpec, bool) {
 	return readSpec{}, false
 }
 
-// checkpoint resumes a read: the last record's updated_at and id. Records
-// sharing that timestamp are read again by the query (updated_at:>=) and
-// skipped up to that id, so none is lost or repeated.
+// checkpoint resumes a read. Shopify's updated_at has one-second
+// precision, so a record can change again within the second of the last
+// record read (a lower id edited later in that second, or the same record
+// edited twice): the query re-reads from that second (updated_at:>=) and a
+// record of that second is skipped only if it was emitted with the same
+// content. Seen holds the records emitted at UpdatedAt: numeric id -> hash of
+// their converted fields. It is bounded (maxBoundary): past it, records of
+// that second are read again by the next read (repeated, never lost).
+//
+// Checkpoints of earlier versions ({updated_at, id}) decode with an empty
+// Seen: the next read emits that second again. ID is never written: an
+// older connector given this checkpoint (a rollback) then re-reads the whole
+// second instead of skipping up to an id.
 type checkpoint struct {
-	UpdatedAt time.Time `json:"updated_at"`
-	ID        string    `json:"id"`
+	UpdatedAt time.Time         `json:"updated_at"`
+	ID        string            `json:"id,omitempty"`
+	Seen      map[string]string `json:"seen,omitempty"`
 }
 
-// idNum is the numeric part of a gid (Shopify sorts ties by it).
-func idNum(gid string) int64 {
-	n, _ := strconv.ParseInt(gid[strings.LastIndex(gid, "/")+1:], 10, 64)
-	return n
+// maxBoundary bounds the records a checkpoint remembers for its second
+// (about 50 bytes each).
+const maxBoundary = 1000
+
+// skip reports whether a record read at updated with that content hash was
+// already emitted before the checkpoint.
+func (cp *checkpoint) skip(id string, updated time.Time, hash string) bool {
+	if cp == nil {
+		return false
+	}
+	if updated.Before(cp.UpdatedAt) {
+		return true
+	}
+	return updated.Equal(cp.UpdatedAt) && cp.Seen[boundaryKey(id)] == hash
+}
+
+// emitted moves the checkpoint past a record emitted at updated.
+func (cp *checkpoint) emitted(id string, updated time.Time, hash string) *checkpoint {
+	if cp == nil || updated.After(cp.UpdatedAt) {
+		return &checkpoint{UpdatedAt: updated, Seen: map[string]string{boundaryKey(id): hash}}
+	}
+	// updated equals cp.UpdatedAt (the query reads nothing older).
+	k := boundaryKey(id)
+	if _, ok := cp.Seen[k]; !ok && len(cp.Seen) >= maxBoundary {
+		return cp // full: this record will be read again
+	}
+	if cp.Seen == nil {
+		cp.Seen = map[string]string{}
+	}
+	cp.Seen[k] = hash
+	return cp
+}
+
+// boundaryKey is the numeric part of a gid (the object is implied).
+func boundaryKey(gid string) string { return gid[strings.LastIndex(gid, "/")+1:] }
+
+// contentHash identifies a record's converted fields (json.Marshal sorts map
+// keys, so equal content hashes equally).
+func contentHash(raw []byte) string {
+	sum := sha256.Sum256(raw)
+	return base64.RawURLEncoding.EncodeToString(sum[:12])
 }
 
 // DefaultBatchSize is the page size when the host asks for none.
@@ -138,6 +188,7 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 		if err := json.Unmarshal(req.Cursor, cp); err != nil {
 			return fmt.Errorf("decode checkpoint: %w", err)
 		}
+		cp.ID = "" // an old checkpoint: its second is read again
 	}
 	first := req.BatchSize
 	if first <= 0 {
@@ -202,18 +253,23 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 			if err != nil {
 				return fmt.Errorf("read %s of %s: record %s: updated_at: %w", req.Object, cfg.Shop, id, err)
 			}
-			if cp != nil && (updated.Before(cp.UpdatedAt) || (updated.Equal(cp.UpdatedAt) && idNum(id) <= idNum(cp.ID))) {
-				continue // read before the checkpoint
-			}
 			raw, err := json.Marshal(fields)
 			if err != nil {
 				return fmt.Errorf("encode record %s: %w", id, err)
 			}
+			hash := contentHash(raw)
+			if cp.skip(id, updated, hash) {
+				continue // emitted before the checkpoint, unchanged
+			}
 			batch.Records = append(batch.Records, sdk.Record{ID: id, UpdatedAt: updated, Fields: raw})
-			next, _ := json.Marshal(checkpoint{UpdatedAt: updated, ID: id})
-			batch.Checkpoint = next
+			cp = cp.emitted(id, updated, hash)
 		}
 		if len(batch.Records) > 0 {
+			next, err := json.Marshal(cp)
+			if err != nil {
+				return fmt.Errorf("encode checkpoint: %w", err)
+			}
+			batch.Checkpoint = next
 			if err := sink.Emit(ctx, batch); err != nil {
 				return err
 			}
