@@ -9,11 +9,15 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vektah/gqlparser/v2/ast"
 
 	hubfake "github.com/synchron-io/synchron/plugins/hubspot/fake"
 	sagefake "github.com/synchron-io/synchron/plugins/sage/fake"
@@ -39,14 +43,47 @@ type flagshipApps struct {
 	hubURL  string
 }
 
+// shopOptions makes the Shopify fake validate every query against the
+// Admin schema of the flagship API version, when ../shared/specs is there
+// (as the real API would refuse an invalid query).
+func shopOptions(t *testing.T, o shopfake.Options) shopfake.Options {
+	t.Helper()
+	dir := shopfake.SpecDir()
+	if dir == "" {
+		t.Log("../shared/specs/shopify is absent: the Shopify fake does not validate queries")
+		return o
+	}
+	schema, err := shopfake.LoadSchema(dir, flagshipAPI)
+	if err != nil {
+		t.Fatalf("load the Shopify schema %s: %v", flagshipAPI, err)
+	}
+	o.Schemas = map[string]*ast.Schema{flagshipAPI: schema}
+	return o
+}
+
+// sageSpecDir is ../shared/specs/sage when present: the Sage fake then
+// checks request bodies against the spec ("" otherwise).
+func sageSpecDir(t *testing.T) string {
+	root, err := testdb.RepoRoot()
+	if err != nil {
+		return ""
+	}
+	dir := filepath.Join(root, "..", "shared", "specs", "sage")
+	if _, err := os.Stat(dir); err != nil {
+		t.Log("../shared/specs/sage is absent: the Sage fake does not check bodies against the spec")
+		return ""
+	}
+	return dir
+}
+
 func startFlagshipApps(t *testing.T) *flagshipApps {
 	t.Helper()
 	a := &flagshipApps{clock: shopfake.NewClock(time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second))}
-	a.shop = shopfake.New(shopfake.Options{Token: flagshipShopToken, Now: a.clock.Now})
+	a.shop = shopfake.New(shopOptions(t, shopfake.Options{Token: flagshipShopToken, Now: a.clock.Now}))
 	shopSrv := httptest.NewServer(a.shop)
 	t.Cleanup(shopSrv.Close)
 	a.shopURL = shopSrv.URL
-	a.hub = hubfake.NewHandler(hubfake.Options{Tokens: []string{flagshipHubToken}, Now: a.clock.Now})
+	a.hub = hubfake.NewHandler(hubfake.Options{Tokens: []string{flagshipHubToken}, Now: a.clock.Now, SpecDir: hubfake.FindSpecDir()})
 	hubSrv := httptest.NewServer(a.hub.Handler)
 	t.Cleanup(hubSrv.Close)
 	a.hubURL = hubSrv.URL
@@ -349,10 +386,10 @@ func ordersToInvoicesMapping() []map[string]any {
 func TestFlagshipShopifyOrdersToSageInvoicesOneWay(t *testing.T) {
 	t.Parallel()
 	clock := shopfake.NewClock(time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second))
-	shop := shopfake.New(shopfake.Options{Token: flagshipShopToken, Now: clock.Now})
+	shop := shopfake.New(shopOptions(t, shopfake.Options{Token: flagshipShopToken, Now: clock.Now}))
 	shopSrv := httptest.NewServer(shop)
 	t.Cleanup(shopSrv.Close)
-	sage, err := sagefake.New(sagefake.Options{Now: clock.Now})
+	sage, err := sagefake.New(sagefake.Options{Now: clock.Now, SpecDir: sageSpecDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -540,10 +577,10 @@ func TestFlagshipShopifyOrdersToSageInvoicesOneWay(t *testing.T) {
 func TestFlagshipOrdersLookupCreateRejected(t *testing.T) {
 	t.Parallel()
 	clock := shopfake.NewClock(time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second))
-	shop := shopfake.New(shopfake.Options{Token: flagshipShopToken, Now: clock.Now})
+	shop := shopfake.New(shopOptions(t, shopfake.Options{Token: flagshipShopToken, Now: clock.Now}))
 	shopSrv := httptest.NewServer(shop)
 	t.Cleanup(shopSrv.Close)
-	sage, err := sagefake.New(sagefake.Options{Now: clock.Now})
+	sage, err := sagefake.New(sagefake.Options{Now: clock.Now, SpecDir: sageSpecDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -598,10 +635,10 @@ func TestFlagshipOrdersLookupCreateRejected(t *testing.T) {
 func TestFlagshipLookupCreatesOnceAcrossHosts(t *testing.T) {
 	t.Parallel()
 	clock := shopfake.NewClock(time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second))
-	shop := shopfake.New(shopfake.Options{Token: flagshipShopToken, Now: clock.Now})
+	shop := shopfake.New(shopOptions(t, shopfake.Options{Token: flagshipShopToken, Now: clock.Now}))
 	shopSrv := httptest.NewServer(shop)
 	t.Cleanup(shopSrv.Close)
-	sage, err := sagefake.New(sagefake.Options{Now: clock.Now})
+	sage, err := sagefake.New(sagefake.Options{Now: clock.Now, SpecDir: sageSpecDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
