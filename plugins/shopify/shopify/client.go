@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -137,44 +138,76 @@ var (
 	errTooCostly    = errors.New("the query costs more than the shop's whole bucket")
 )
 
-// retryableError is a transient failure that outlasted the connector's retries.
-type retryableError struct {
-	after time.Duration
-	err   error
-}
+// unknownOutcomeError is a failed call that Shopify may have applied (a 5xx
+// answer or a network error) and that was not resent because the caller
+// asked so (a create without natural key: resending could create twice).
+type unknownOutcomeError struct{ err error }
 
-func (e *retryableError) Error() string { return e.err.Error() }
-func (e *retryableError) Unwrap() error { return e.err }
+func (e *unknownOutcomeError) Error() string { return "outcome unknown: " + e.err.Error() }
+func (e *unknownOutcomeError) Unwrap() error { return e.err }
+
+// networkError is a request that got no HTTP answer.
+type networkError struct{ err error }
+
+func (e *networkError) Error() string { return e.err.Error() }
+func (e *networkError) Unwrap() error { return e.err }
 
 // queryError is a GraphQL error answer (invalid query, bad argument...).
 type queryError struct{ msgs []string }
 
 func (e *queryError) Error() string { return "shopify: " + strings.Join(e.msgs, "; ") }
 
-// maxAttempts bounds retries of throttled and 5xx answers.
-const maxAttempts = 6
+// maxFailures bounds the attempts of a call that get a 5xx answer or a
+// network error; then the call returns an sdk.Retryable error (the host
+// resumes the run later). Throttled answers (THROTTLED, HTTP 429) are not
+// counted: a call waits for the shop's bucket as long as its context lives.
+const maxFailures = 6
 
 // call sends one GraphQL document costing at most cost points and decodes
-// its data into out. It waits for the shop's bucket before sending, retries
-// THROTTLED and 5xx answers with backoff, and never logs or returns the token.
+// its data into out. It waits for the shop's bucket before sending, waits
+// out THROTTLED and 429 answers (for as long as ctx lives), retries 5xx
+// answers and network errors with backoff up to maxFailures attempts, and
+// never logs or returns the token.
 func (c *Connector) call(ctx context.Context, cfg Config, query string, vars map[string]any, cost float64, out any) error {
+	return c.callOnce(ctx, cfg, query, vars, cost, out, false)
+}
+
+// callOnce is call; with noResend, a 5xx answer or a network error (Shopify
+// may have applied the request) is returned at once as an
+// *unknownOutcomeError instead of being resent. Throttled answers, which
+// Shopify did not apply, are still waited out and resent.
+func (c *Connector) callOnce(ctx context.Context, cfg Config, query string, vars map[string]any, cost float64, out any, noResend bool) error {
 	b := c.bucket(cfg.Shop)
 	budgets := c.budgets(ctx)
 	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
 	if err != nil {
 		return fmt.Errorf("encode query: %w", err)
 	}
-	var last error
-	throttled := false
-	for attempt := range maxAttempts {
-		// After THROTTLED the bucket (below) is the wait; after a failure,
-		// exponential backoff.
-		if attempt > 0 && !throttled {
-			if err := c.opts.Sleep(ctx, backoff(attempt)); err != nil {
+	failures, throttles := 0, 0
+	var wait time.Duration
+	// failure counts a 5xx or network error: the wait before the next
+	// attempt, or the error to return.
+	failure := func(err error) error {
+		if noResend {
+			return &unknownOutcomeError{err: err}
+		}
+		failures++
+		if failures >= maxFailures {
+			return sdk.Retryable(fmt.Errorf("after %d attempts: %w", failures, err), backoff(failures+1))
+		}
+		wait = backoff(failures)
+		return nil
+	}
+	for {
+		if wait > 0 {
+			if err := c.opts.Sleep(ctx, wait); err != nil {
 				return err
 			}
+			wait = 0
 		}
-		throttled = false
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		ticket, err := budgets.Take(ctx, costBudget(cfg.Shop), costLimit, cost)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -182,13 +215,15 @@ func (c *Connector) call(ctx context.Context, cfg Config, query string, vars map
 			}
 			return fmt.Errorf("wait for the cost budget of %s: %w", cfg.Shop, err)
 		}
-		resp, status, err := c.post(ctx, cfg, body)
+		resp, status, retryAfter, err := c.post(ctx, cfg, body)
 		if err != nil {
 			c.settle(ctx, budgets, cfg.Shop, b, ticket, cost, nil)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			last = err
+			if err := failure(&networkError{err: err}); err != nil {
+				return err
+			}
 			continue
 		}
 		var st *throttleStatus
@@ -201,8 +236,22 @@ func (c *Connector) call(ctx context.Context, cfg Config, query string, vars map
 			return errUnauthorized
 		case status == http.StatusNotFound:
 			return errNotFound
-		case status == http.StatusTooManyRequests || status >= 500:
-			last = fmt.Errorf("shopify answered HTTP %d", status)
+		case status == http.StatusTooManyRequests:
+			// Not applied: wait (Retry-After, else the bucket's restore,
+			// else backoff) and resend, however many times.
+			throttles++
+			wait = retryAfter
+			if wait <= 0 && st != nil {
+				wait = b.retryAfter(cost)
+			}
+			if wait <= 0 {
+				wait = backoff(min(throttles, maxFailures))
+			}
+			continue
+		case status >= 500:
+			if err := failure(fmt.Errorf("shopify answered HTTP %d", status)); err != nil {
+				return err
+			}
 			continue
 		case status != http.StatusOK || resp == nil:
 			return fmt.Errorf("shopify answered HTTP %d without a GraphQL answer", status)
@@ -212,6 +261,7 @@ func (c *Connector) call(ctx context.Context, cfg Config, query string, vars map
 			if err := json.Unmarshal(resp.Errors, &errs); err != nil {
 				return &queryError{msgs: []string{strings.Trim(string(resp.Errors), `"`)}}
 			}
+			throttled := false
 			msgs := make([]string, 0, len(errs))
 			for _, e := range errs {
 				switch e.Extensions.Code {
@@ -227,9 +277,11 @@ func (c *Connector) call(ctx context.Context, cfg Config, query string, vars map
 				return errTooCostly
 			}
 			if throttled {
-				// The bucket now holds the shop's figure: the next
-				// reserve waits for the restore.
-				last = errors.New("shopify throttled the query (THROTTLED)")
+				// Not applied. The budget now holds the shop's figure (the
+				// next Take waits for the restore); wait at least what the
+				// throttle status says the cost needs, and resend.
+				throttles++
+				wait = b.retryAfter(cost)
 				continue
 			}
 			return &queryError{msgs: msgs}
@@ -241,7 +293,6 @@ func (c *Connector) call(ctx context.Context, cfg Config, query string, vars map
 		}
 		return nil
 	}
-	return &retryableError{after: b.retryAfter(cost), err: fmt.Errorf("after %d attempts: %w", maxAttempts, last)}
 }
 
 func backoff(attempt int) time.Duration {
@@ -249,10 +300,11 @@ func backoff(attempt int) time.Duration {
 }
 
 // post sends body; a nil response with a status means a non-JSON answer.
-func (c *Connector) post(ctx context.Context, cfg Config, body []byte) (*gqlResponse, int, error) {
+// retryAfter is the answer's Retry-After (0 when absent).
+func (c *Connector) post(ctx context.Context, cfg Config, body []byte) (*gqlResponse, int, time.Duration, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.endpoint(), bytes.NewReader(body))
 	if err != nil {
-		return nil, 0, fmt.Errorf("build request for %s: %w", cfg.Shop, err)
+		return nil, 0, 0, fmt.Errorf("build request for %s: %w", cfg.Shop, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
@@ -260,16 +312,20 @@ func (c *Connector) post(ctx context.Context, cfg Config, body []byte) (*gqlResp
 	res, err := c.opts.HTTPClient.Do(req)
 	if err != nil {
 		// *url.Error names the URL, which holds no secret.
-		return nil, 0, fmt.Errorf("post to %s: %w", cfg.Shop, err)
+		return nil, 0, 0, fmt.Errorf("post to %s: %w", cfg.Shop, err)
 	}
 	defer res.Body.Close()
+	var retryAfter time.Duration
+	if secs, err := strconv.Atoi(strings.TrimSpace(res.Header.Get("Retry-After"))); err == nil && secs > 0 {
+		retryAfter = time.Duration(secs) * time.Second
+	}
 	raw, err := io.ReadAll(io.LimitReader(res.Body, 64<<20))
 	if err != nil {
-		return nil, 0, fmt.Errorf("read answer of %s: %w", cfg.Shop, err)
+		return nil, 0, 0, fmt.Errorf("read answer of %s: %w", cfg.Shop, err)
 	}
 	var r gqlResponse
 	if json.Unmarshal(raw, &r) != nil {
-		return nil, res.StatusCode, nil
+		return nil, res.StatusCode, retryAfter, nil
 	}
-	return &r, res.StatusCode, nil
+	return &r, res.StatusCode, retryAfter, nil
 }

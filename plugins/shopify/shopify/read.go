@@ -225,10 +225,7 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 			continue // the bucket is smaller than assumed: ask a smaller page
 		}
 		if err != nil {
-			if d := callDiagnostic(cfg, err); d.Attribute != "" {
-				return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: sdk.Diagnostics{d}})
-			}
-			return fmt.Errorf("read %s of %s: %w", req.Object, cfg.Shop, err)
+			return readFailure(ctx, sink, cfg, err, fmt.Sprintf("read %s of %s", req.Object, cfg.Shop))
 		}
 		page := out[req.Object]
 		var batch sdk.ReadBatch
@@ -242,10 +239,7 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 				delete(fields, moreLinesKey)
 				lines, err := c.moreLines(ctx, cfg, id, after)
 				if err != nil {
-					if d := callDiagnostic(cfg, err); d.Attribute != "" {
-						return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: sdk.Diagnostics{d}})
-					}
-					return fmt.Errorf("read the lines of order %s of %s: %w", id, cfg.Shop, err)
+					return readFailure(ctx, sink, cfg, err, fmt.Sprintf("read the lines of order %s of %s", id, cfg.Shop))
 				}
 				fields["line_items"] = append(fields["line_items"].([]map[string]any), lines...)
 			}
@@ -279,6 +273,22 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 		}
 		vars["after"] = page.PageInfo.EndCursor
 	}
+}
+
+// readFailure ends a read on a failed call: a config at fault (refused
+// token, unknown shop or version) is a diagnostic on its attribute; anything
+// else is the error, an sdk.Retryable one when Shopify kept failing (5xx,
+// network) so that the host resumes the run from its checkpoint later.
+func readFailure(ctx context.Context, sink sdk.ReadSink, cfg Config, err error, what string) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s: %w", what, ctx.Err())
+	}
+	if _, retry := sdk.IsRetryable(err); !retry {
+		if d := callDiagnostic(cfg, err); d.Attribute != "" {
+			return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: sdk.Diagnostics{d}})
+		}
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 type money struct {

@@ -137,7 +137,7 @@ func (c *Connector) Check(ctx context.Context, req sdk.CheckRequest) (*sdk.Check
 // callDiagnostic turns a failed call into a diagnostic on the attribute at fault.
 func callDiagnostic(cfg Config, err error) sdk.Diagnostic {
 	var qe *queryError
-	var re *retryableError
+	var ne *networkError
 	switch {
 	case errors.Is(err, errUnauthorized):
 		return sdk.Errorf("access_token", "Shopify refused the access token", "check the custom app's Admin API access token and that the app is installed")
@@ -147,8 +147,12 @@ func callDiagnostic(cfg Config, err error) sdk.Diagnostic {
 		return sdk.Errorf("", "query too costly", "the query costs more than the shop's whole cost bucket")
 	case errors.As(err, &qe):
 		return sdk.Errorf("", "Shopify refused the query", qe.Error())
-	case errors.As(err, &re):
-		return sdk.Errorf("", "Shopify is unavailable", re.Error())
+	case errors.As(err, &ne):
+		// cannot reach the shop: below
+	default:
+		if _, ok := sdk.IsRetryable(err); ok {
+			return sdk.Errorf("", "Shopify is unavailable", err.Error())
+		}
 	}
 	attr := "shop"
 	if cfg.BaseURL != "" {

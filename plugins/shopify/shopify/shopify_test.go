@@ -420,14 +420,25 @@ func TestRetries(t *testing.T) {
 			t.Fatalf("%d customers, want 1", n)
 		}
 	})
-	t.Run("exhausted", func(t *testing.T) {
+	t.Run("throttled without end", func(t *testing.T) {
+		// THROTTLED and 429 are waited out however many come.
 		e := newEnv(t, envOpts{})
-		for range maxAttempts {
-			e.shop.Inject(fake.Fault{Throttle: true})
+		for range 4 * maxFailures {
+			e.shop.Inject(fake.Fault{Throttle: true}, fake.Fault{Status: 429})
+		}
+		resp := writeCustomers(t, e, `{"email":"r@example.com"}`)
+		if r := resp.Results[0]; r.Status != sdk.WriteOK {
+			t.Fatalf("after %d throttled answers: %v (%s), want OK", 8*maxFailures, r.Status, r.Message)
+		}
+	})
+	t.Run("5xx exhausted", func(t *testing.T) {
+		e := newEnv(t, envOpts{})
+		for range maxFailures {
+			e.shop.Inject(fake.Fault{Status: 503})
 		}
 		resp := writeCustomers(t, e, `{"email":"r@example.com"}`)
 		if r := resp.Results[0]; r.Status != sdk.WriteRetryable || r.RetryAfter <= 0 {
-			t.Fatalf("after %d throttles: %v retry after %v (%s), want retryable with RetryAfter", maxAttempts, r.Status, r.RetryAfter, r.Message)
+			t.Fatalf("after %d 503s: %v retry after %v (%s), want retryable with RetryAfter", maxFailures, r.Status, r.RetryAfter, r.Message)
 		}
 	})
 }
@@ -653,12 +664,19 @@ func specOf(t *testing.T, e *env) *sdk.Spec {
 func TestReadFailsAfterRetries(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	e.seedCustomers(3, func(int) time.Time { return t0 })
-	for range maxAttempts {
+	for range maxFailures {
 		e.shop.Inject(fake.Fault{Status: 502})
 	}
-	err := e.conn.Read(context.Background(), sdk.ReadRequest{Config: e.config, Object: "customers"}, sdk.ReadSinkFunc(func(context.Context, sdk.ReadBatch) error { return nil }))
+	var diags sdk.Diagnostics
+	err := e.conn.Read(context.Background(), sdk.ReadRequest{Config: e.config, Object: "customers"}, sdk.ReadSinkFunc(func(_ context.Context, b sdk.ReadBatch) error {
+		diags = append(diags, b.Diagnostics...)
+		return nil
+	}))
 	if err == nil || !strings.Contains(err.Error(), "502") || strings.Contains(err.Error(), "shpat_") {
-		t.Fatalf("Read after %d 502s: %v, want an error naming the status and not the token", maxAttempts, err)
+		t.Fatalf("Read after %d 502s: %v, want an error naming the status and not the token", maxFailures, err)
+	}
+	if after, ok := sdk.IsRetryable(err); !ok || after <= 0 || len(diags) > 0 {
+		t.Fatalf("Read after %d 502s: %v (retryable %v after %v, diagnostics %v), want sdk.Retryable with a wait and no diagnostic", maxFailures, err, ok, after, diags)
 	}
 	// One 502 is retried.
 	e.shop.Inject(fake.Fault{Status: 502})

@@ -96,12 +96,11 @@ func (c *Connector) Write(ctx context.Context, req sdk.WriteRequest) (*sdk.Write
 // failed maps a call error to a record's result.
 func failed(cfg Config, err error) sdk.WriteResult {
 	var qe *queryError
-	var re *retryableError
-	switch {
-	case errors.As(err, &qe):
+	if errors.As(err, &qe) {
 		return sdk.WriteResult{Status: sdk.WriteRejected, Message: qe.Error()}
-	case errors.As(err, &re):
-		return sdk.WriteResult{Status: sdk.WriteRetryable, RetryAfter: re.after, Message: re.Error()}
+	}
+	if after, ok := sdk.IsRetryable(err); ok {
+		return sdk.WriteResult{Status: sdk.WriteRetryable, RetryAfter: after, Message: err.Error()}
 	}
 	return sdk.WriteResult{Status: sdk.WriteRetryable, Message: callDiagnostic(cfg, err).Summary + ": " + err.Error()}
 }
