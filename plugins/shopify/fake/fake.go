@@ -688,6 +688,7 @@ type item struct {
 var (
 	updatedRE = regexp.MustCompile(`updated_at:(>=|>|<=|<)'?([^' ]+)'?`)
 	emailRE   = regexp.MustCompile(`email:'?([^' ]+)'?`)
+	phoneRE   = regexp.MustCompile(`phone:'?([^' ]+)'?`)
 )
 
 func (s *Server) resolve(op ast.Operation, f *ast.Field, vars map[string]any) (any, float64, error) {
@@ -744,6 +745,9 @@ func (s *Server) resolve(op ast.Operation, f *ast.Field, vars map[string]any) (a
 	}
 	if m := emailRE.FindStringSubmatch(q); m != nil {
 		items = filter(items, func(it item) bool { return strings.EqualFold(it.email, m[1]) })
+	}
+	if m := phoneRE.FindStringSubmatch(q); m != nil {
+		items = filter(items, func(it item) bool { p, _ := it.graph["phone"].(string); return p == m[1] })
 	}
 	sortKey, _ := a["sortKey"].(string)
 	sort.SliceStable(items, func(i, j int) bool {
@@ -841,7 +845,10 @@ func (s *Server) mutate(name string, a map[string]any) (any, error) {
 				}
 			}
 		} else if c == nil {
-			if _, ok := str("phone"); !ok {
+			phone, _ := str("phone")
+			first, _ := str("firstName")
+			last, _ := str("lastName")
+			if phone == "" && first == "" && last == "" {
 				return map[string]any{"customer": nil, "userErrors": []any{userError("customer", "A name, phone number, or email address must be present")}}, nil
 			}
 		}

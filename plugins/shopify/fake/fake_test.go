@@ -149,3 +149,20 @@ func TestMaxCost(t *testing.T) {
 		t.Fatalf("a query over 1000 points: %v", out)
 	}
 }
+
+// Customers are searched by phone (with updated_at), and a mutation faulted
+// AfterApply takes effect although its answer is a 5xx.
+func TestPhoneQueryAndLostAnswer(t *testing.T) {
+	s := New(Options{})
+	s.AddCustomer(Customer{Phone: "+15550001", FirstName: "A"})
+	s.AddCustomer(Customer{Phone: "+15550002", FirstName: "B"})
+	_, out := post(t, s, "2025-01", "test-token", `{ customers(first: 5, query: "phone:'+15550002' updated_at:>='2000-01-01T00:00:00Z'") { nodes { firstName } } }`, nil)
+	if got := toJSON(out["data"]); !strings.Contains(got, `"B"`) || strings.Contains(got, `"A"`) {
+		t.Fatalf("phone query: %s", got)
+	}
+	s.Inject(Fault{Status: 502, AfterApply: true})
+	code, _ := post(t, s, "2025-01", "test-token", `mutation($i: CustomerInput!) { customerCreate(input: $i) { customer { id } } }`, map[string]any{"i": map[string]any{"phone": "+15550003"}})
+	if code != 502 || len(s.Customers()) != 3 {
+		t.Fatalf("AfterApply: status %d, %d customers; want 502 and the customer created", code, len(s.Customers()))
+	}
+}

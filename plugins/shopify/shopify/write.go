@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/synchron-io/synchron/sdk"
 )
@@ -229,11 +230,18 @@ func (c *Connector) writeCustomers(ctx context.Context, cfg Config, recs []sdk.W
 	}
 	var decl, sel []string
 	vars := map[string]any{}
+	// keyless are the creates without email: resent after a lost answer,
+	// they would create the customer twice.
+	keyless := make([]bool, len(recs))
+	anyKeyless := false
 	for i, input := range inputs {
 		if input == nil {
 			continue
 		}
 		mutation := "customerCreate"
+		if email, _ := input["email"].(string); ids[i] == "" && email == "" {
+			keyless[i], anyKeyless = true, true
+		}
 		if ids[i] != "" {
 			mutation = "customerUpdate"
 			input["id"] = ids[i]
@@ -250,7 +258,26 @@ func (c *Connector) writeCustomers(ctx context.Context, cfg Config, recs []sdk.W
 		Customer   json.RawMessage `json:"customer"`
 		UserErrors []userError     `json:"userErrors"`
 	}
-	if err := c.call(ctx, cfg, doc, vars, mutationCost*float64(len(sel)), &out); err != nil {
+	sent := c.opts.Now()
+	err := c.callOnce(ctx, cfg, doc, vars, mutationCost*float64(len(sel)), &out, anyKeyless)
+	var lost *unknownOutcomeError
+	if errors.As(err, &lost) {
+		// Shopify may have applied the request: the keyless creates are
+		// looked for, the others (updates, creates by email) are written
+		// again one by one (an update is idempotent; a create by email
+		// finds the customer by its email).
+		for i, input := range inputs {
+			switch {
+			case input == nil:
+			case keyless[i]:
+				results[i], errs[i] = c.recoverCreate(ctx, cfg, input, sent, lost)
+			default:
+				results[i], errs[i] = c.writeCustomer(ctx, cfg, recs[i])
+			}
+		}
+		return results, errs
+	}
+	if err != nil {
 		for i, input := range inputs {
 			if input != nil {
 				errs[i] = fmt.Errorf("write customers: %w", err)
@@ -339,7 +366,13 @@ func (c *Connector) writeCustomer(ctx context.Context, cfg Config, r sdk.WriteRe
 		Customer   json.RawMessage `json:"customer"`
 		UserErrors []userError     `json:"userErrors"`
 	}
-	if err := c.call(ctx, cfg, doc, map[string]any{"input": input}, mutationCost, &out); err != nil {
+	keyless := mutation == "customerCreate" && (in.Email == nil || *in.Email == "")
+	sent := c.opts.Now()
+	if err := c.callOnce(ctx, cfg, doc, map[string]any{"input": input}, mutationCost, &out, keyless); err != nil {
+		var lost *unknownOutcomeError
+		if errors.As(err, &lost) {
+			return c.recoverCreate(ctx, cfg, input, sent, lost)
+		}
 		return sdk.WriteResult{}, fmt.Errorf("%s: %w", mutation, err)
 	}
 	p := out[mutation]
@@ -368,6 +401,91 @@ func (c *Connector) writeCustomer(ctx context.Context, cfg Config, r sdk.WriteRe
 	}
 	raw, _ := json.Marshal(fields)
 	return sdk.WriteResult{Status: sdk.WriteOK, Action: action, ID: fmt.Sprint(fields["id"]), Fields: raw}, nil
+}
+
+// recoverWindow is how long before a lost customerCreate was sent the
+// customer it created may say it was created (clocks differ).
+const recoverWindow = 2 * time.Minute
+
+// recoverCreate answers a customerCreate without email whose answer was
+// lost (Shopify may have applied it): it looks for the customer it may have
+// created: by phone when one was sent (Shopify keeps phones unique), else
+// among the customers updated since shortly before the create was sent,
+// one with every field sent. Exactly one: that is the record's customer.
+// None or several: the record is retryable (the host writes it again later;
+// Shopify's search may lag a few seconds behind a create).
+func (c *Connector) recoverCreate(ctx context.Context, cfg Config, input map[string]any, sent time.Time, lost *unknownOutcomeError) (sdk.WriteResult, error) {
+	since := sent.Add(-recoverWindow).UTC()
+	q := "updated_at:>='" + since.Format(time.RFC3339) + "'"
+	phone, _ := input["phone"].(string)
+	if phone != "" {
+		q = "phone:'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(phone) + "' " + q
+	}
+	doc := `query Recover($query: String!) { customers(first: 25, query: $query, sortKey: UPDATED_AT, reverse: true) { nodes { ` + customerFields + ` } } }`
+	var out struct {
+		Customers struct {
+			Nodes []json.RawMessage `json:"nodes"`
+		} `json:"customers"`
+	}
+	if err := c.call(ctx, cfg, doc, map[string]any{"query": q}, 27, &out); err != nil {
+		return sdk.WriteResult{}, fmt.Errorf("customerCreate: %v; then looking for the customer it may have created: %w", lost, err)
+	}
+	var match map[string]any
+	n := 0
+	for _, raw := range out.Customers.Nodes {
+		fields, err := convertCustomer(raw)
+		if err != nil {
+			return sdk.WriteResult{}, err
+		}
+		if created, err := time.Parse(time.RFC3339, fmt.Sprint(fields["created_at"])); err != nil || created.Before(since) {
+			continue
+		}
+		if phone == "" && !sameCustomer(fields, input) {
+			continue
+		}
+		match = fields
+		n++
+	}
+	if n != 1 {
+		return sdk.WriteResult{Status: sdk.WriteRetryable, RetryAfter: backoff(maxFailures),
+			Message: fmt.Sprintf("customerCreate without email: %v, and %d customers created since match what was sent: retry later", lost, n)}, nil
+	}
+	raw, _ := json.Marshal(match)
+	return sdk.WriteResult{Status: sdk.WriteOK, Action: sdk.ActionCreated, ID: fmt.Sprint(match["id"]), Fields: raw}, nil
+}
+
+// sameCustomer reports whether a customer read holds every field of a
+// CustomerInput sent.
+func sameCustomer(fields, input map[string]any) bool {
+	for k, v := range input {
+		var got any
+		switch k {
+		case "firstName":
+			got = fields["first_name"]
+		case "lastName":
+			got = fields["last_name"]
+		case "email", "phone", "note":
+			got = fields[k]
+		case "tags":
+			want, _ := v.([]string)
+			have, _ := fields["tags"].([]string)
+			want, have = slices.Clone(want), slices.Clone(have)
+			slices.Sort(want)
+			slices.Sort(have)
+			if !slices.Equal(nonNilTags(want), nonNilTags(have)) {
+				return false
+			}
+			continue
+		default:
+			return false
+		}
+		s, _ := got.(*string)
+		w, _ := v.(string)
+		if (s == nil && w != "") || (s != nil && *s != w) {
+			return false
+		}
+	}
+	return true
 }
 
 // customerByEmail returns the id of the customer with that email, or "".
