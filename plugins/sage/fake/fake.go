@@ -10,9 +10,14 @@
 //     deleted_since is given (as the spec's parameter says: "limit the
 //     response to Contacts deleted since"): the answer lists only deleted
 //     records, each {"id","displayed_as","deleted_at"}, deleted_at > since.
-//   - Lists are ordered by updated_at, then id (sales_invoices accept
-//     sort=updated_at[:asc], the only sort the fake implements). attributes=all returns whole
-//     records, attributes=a,b adds those fields to id and displayed_as.
+//   - Lists are ordered by updated_at, then id, only when asked for
+//     sort=updated_at[:asc] (which only sales_invoices accept, as in the
+//     spec). Otherwise they come in another stable order, as the real API's
+//     default order need not be updated_at: live records by displayed_as
+//     (case-insensitive), then id; deleted records by id. attributes=all
+//     returns whole records, attributes=a,b adds those fields to id and
+//     displayed_as.
+//   - Answers carry a Date header from the server's clock (Options.Now).
 //   - search matches name, reference, item_code, description, displayed_as
 //     (case-insensitive substring).
 //   - The token endpoint is POST /token on the same server (the real one is
@@ -69,6 +74,15 @@ type Options struct {
 type Fault struct {
 	Status     int
 	RetryAfter int // seconds; 0: no header
+	// Match, when set ("POST /sales_invoices"), limits the fault to the
+	// requests of that method and collection; other requests pass.
+	Match string
+	// Applied: the request is applied first, then its answer is replaced by
+	// the fault (a gateway error after the app did the work).
+	Applied bool
+	// Drop: the connection is closed without an answer (a network error;
+	// with Applied, after the request was applied). Status is ignored.
+	Drop bool
 }
 
 type business struct {
@@ -324,16 +338,38 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.requests[r.Method+" /"+parts[0]]++
-	if len(s.faults) > 0 {
-		f := s.faults[0]
-		s.faults = s.faults[1:]
+	w.Header().Set("Date", s.opts.Now().UTC().Format(http.TimeFormat))
+	key := r.Method + " /" + parts[0]
+	s.requests[key]++
+	for i, f := range s.faults {
+		if f.Match != "" && f.Match != key {
+			continue
+		}
+		s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
+		if f.Applied {
+			s.serve(discard{}, r, parts)
+		}
+		if f.Drop {
+			panic(http.ErrAbortHandler) // the server closes the connection
+		}
 		if f.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
 		}
 		fail(w, f.Status, "InjectedFault", http.StatusText(f.Status), "")
 		return
 	}
+	s.serve(w, r, parts)
+}
+
+// discard is a ResponseWriter that drops the answer.
+type discard struct{}
+
+func (discard) Header() http.Header         { return http.Header{} }
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+func (discard) WriteHeader(int)             {}
+
+// serve answers an API request (s.mu held).
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, parts []string) {
 	auth := r.Header.Get("Authorization")
 	exp, ok := s.access[strings.TrimPrefix(auth, "Bearer ")]
 	if !strings.HasPrefix(auth, "Bearer ") || !ok || !s.opts.Now().Before(exp) {
@@ -491,12 +527,25 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, b *business, coll 
 			rows = append(rows, row{at, id, rec})
 		}
 	}
-	sort.Slice(rows, func(i, j int) bool {
-		if !rows[i].at.Equal(rows[j].at) {
-			return rows[i].at.Before(rows[j].at)
-		}
-		return rows[i].id < rows[j].id
-	})
+	switch {
+	case q.Get("sort") != "":
+		sort.Slice(rows, func(i, j int) bool {
+			if !rows[i].at.Equal(rows[j].at) {
+				return rows[i].at.Before(rows[j].at)
+			}
+			return rows[i].id < rows[j].id
+		})
+	case q.Get("deleted_since") != "":
+		sort.Slice(rows, func(i, j int) bool { return rows[i].id < rows[j].id })
+	default:
+		name := func(r row) string { return strings.ToLower(fmt.Sprint(b.objs[coll][r.id]["displayed_as"])) }
+		sort.Slice(rows, func(i, j int) bool {
+			if ni, nj := name(rows[i]), name(rows[j]); ni != nj {
+				return ni < nj
+			}
+			return rows[i].id < rows[j].id
+		})
+	}
 	items := []any{}
 	for i := (page - 1) * per; i < len(rows) && i < page*per; i++ {
 		items = append(items, rows[i].rec)

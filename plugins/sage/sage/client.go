@@ -83,6 +83,27 @@ func (e *apiError) Error() string {
 
 func (e *apiError) retryable() bool { return e.Status == http.StatusTooManyRequests || e.Status >= 500 }
 
+// netError is a transport failure of a request that may have reached Sage
+// (the connection broke, timed out or was reset before the whole answer
+// was read): its outcome is unknown.
+type netError struct{ err error }
+
+func (e *netError) Error() string { return e.err.Error() }
+func (e *netError) Unwrap() error { return e.err }
+
+// outcomeUnknown reports whether a failed request may have been applied by
+// Sage: a 5xx answer (a gateway may answer it after Sage did the work) or a
+// transport failure after the request was sent. A 429 is refused before any
+// work.
+func outcomeUnknown(err error) bool {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.Status >= 500
+	}
+	var ne *netError
+	return errors.As(err, &ne)
+}
+
 // call is the state of one connector call for one connection: the config,
 // the tokens in use and whether they changed.
 type call struct {
@@ -94,6 +115,11 @@ type call struct {
 	// budget is the key of the business's request budget.
 	budget  string
 	lastCfg tokens // tokens last handed to the host
+	// date is the Date header of the last answer (Sage's clock), zero when
+	// absent.
+	date time.Time
+	// lastCP is the last checkpoint a read emitted.
+	lastCP []byte
 }
 
 func (c *Connector) newCall(cfg config) *call {
@@ -183,12 +209,12 @@ func (k *call) refresh(ctx context.Context) (tokens, error) {
 	req.Header.Set("Accept", "application/json")
 	resp, err := k.c.opts.HTTPClient.Do(req)
 	if err != nil {
-		return tokens{}, fmt.Errorf("sage: refresh the access token: %w", err)
+		return tokens{}, &netError{fmt.Errorf("sage: refresh the access token: %w", err)}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return tokens{}, fmt.Errorf("sage: read the token answer: %w", err)
+		return tokens{}, &netError{fmt.Errorf("sage: read the token answer: %w", err)}
 	}
 	var out struct {
 		AccessToken  string `json:"access_token"`
@@ -270,12 +296,23 @@ func (k *call) do(ctx context.Context, method, path string, body, out any) error
 		}
 		k.settle(ctx, budgets, obs)
 		if err != nil {
-			return fmt.Errorf("sage: %s %s: %w", method, strings.SplitN(path, "?", 2)[0], err)
+			err = fmt.Errorf("sage: %s %s: %w", method, strings.SplitN(path, "?", 2)[0], err)
+			if ctx.Err() != nil {
+				return err
+			}
+			return &netError{err}
+		}
+		if d, derr := http.ParseTime(resp.Header.Get("Date")); derr == nil {
+			k.date = d.UTC()
 		}
 		raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 		resp.Body.Close()
 		if err != nil {
-			return fmt.Errorf("sage: read the answer of %s: %w", method, err)
+			err = fmt.Errorf("sage: read the answer of %s: %w", method, err)
+			if ctx.Err() != nil {
+				return err
+			}
+			return &netError{err}
 		}
 		if resp.StatusCode == http.StatusUnauthorized {
 			if attempt > 0 {

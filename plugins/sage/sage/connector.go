@@ -10,11 +10,15 @@ package sage
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -210,19 +214,28 @@ func (c *Connector) Stop(context.Context) error {
 
 // cursor is a read checkpoint.
 type cursor struct {
-	// Since is the largest updated_at read; IDs the records read with it.
-	Since time.Time `json:"since,omitzero"`
-	IDs   []string  `json:"ids,omitempty"`
+	// Since is the live part: records changed at or after it are read next
+	// (updated_or_created_since is inclusive). Seen holds a fingerprint of
+	// each record read with updated_at equal to Since: such a record is
+	// skipped only while its fingerprint is unchanged, so a second edit
+	// within the same second is read again.
+	Since time.Time         `json:"since,omitzero"`
+	Seen  map[string]string `json:"seen,omitempty"`
+	// IDs are the boundary records of checkpoints of earlier versions (ids
+	// without fingerprints): they are read again once. Never written.
+	IDs []string `json:"ids,omitempty"`
 	// DelSince is the largest deleted_at read; DelIDs the records with it.
 	DelSince time.Time `json:"del_since,omitzero"`
 	DelIDs   []string  `json:"del_ids,omitempty"`
 	// DelDone is set once a deletion scan finished: until then deletions
-	// older than the read are not reported (nothing was read before them).
-	DelDone bool `json:"del_done,omitempty"`
+	// before DelFrom are not reported (nothing was read before them).
+	DelDone bool      `json:"del_done,omitempty"`
+	DelFrom time.Time `json:"del_from,omitzero"`
 }
 
 // deleteSkew is how far before the start of a first read deletions are
-// still reported (clock skew between the connector and Sage).
+// still reported (clock skew between the connector and Sage); it is also
+// the margin taken before the connector's clock when Sage's is unknown.
 const deleteSkew = 5 * time.Minute
 
 type envelope struct {
@@ -230,17 +243,40 @@ type envelope struct {
 	Items []json.RawMessage `json:"$items"`
 }
 
-// getRetry is a GET retried on 429/5xx, waiting Retry-After (or backing off).
+// getRetry is a GET that waits out 429 answers for as long as ctx lives
+// (each wait Retry-After, or a growing backoff, at most maxRetryWait), and
+// retries 5xx answers and network errors Options.MaxRetries times; past
+// that it returns an sdk.Retryable error (the host resumes the run from its
+// checkpoint later instead of failing it).
 func (k *call) getRetry(ctx context.Context, path string, out any) error {
-	for attempt := 0; ; attempt++ {
+	failures, throttled := 0, 0
+	for {
 		err := k.do(ctx, http.MethodGet, path, nil, out)
-		var ae *apiError
-		if err == nil || !errors.As(err, &ae) || !ae.retryable() || attempt >= k.c.opts.MaxRetries {
+		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		wait := ae.RetryAfter
-		if wait <= 0 {
-			wait = time.Second << attempt
+		var ae *apiError
+		var ne *netError
+		var wait time.Duration
+		switch {
+		case errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests:
+			if wait = ae.RetryAfter; wait <= 0 {
+				wait = time.Second << min(throttled, 7)
+			}
+			throttled++
+		case errors.As(err, &ae) && ae.Status >= 500, errors.As(err, &ne):
+			if ae != nil {
+				wait = ae.RetryAfter
+			}
+			if wait <= 0 {
+				wait = time.Second << min(failures, 7)
+			}
+			if failures >= k.c.opts.MaxRetries {
+				return sdk.Retryable(err, min(wait, maxRetryWait))
+			}
+			failures++
+		default:
+			return err
 		}
 		if err := k.c.opts.Sleep(ctx, min(wait, maxRetryWait)); err != nil {
 			return fmt.Errorf("sage: wait to retry: %w", err)
@@ -250,9 +286,28 @@ func (k *call) getRetry(ctx context.Context, path string, out any) error {
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
+// mark is the version of a record a read took.
+type mark struct {
+	at time.Time
+	fp string
+}
+
+// fingerprint identifies a version of a record (its flattened fields).
+func fingerprint(fields []byte) string {
+	sum := sha256.Sum256(fields)
+	return hex.EncodeToString(sum[:8])
+}
+
 // Read implements sdk.Connector: records changed since the checkpoint
-// (updated_or_created_since, inclusive: ids already read at the boundary
-// second are skipped), then deletions (deleted_since).
+// (updated_or_created_since, inclusive: records read at the boundary second
+// are skipped while unchanged), then deletions (deleted_since).
+//
+// Sales invoices are listed sorted by updated_at, so each batch carries a
+// checkpoint. Other lists come in Sage's own order: a checkpoint taken after
+// a page could be newer than records on pages not read yet, so their batches
+// carry none (the checkpoint does not move) and the checkpoint is emitted
+// once the whole listing is read. Deletions likewise move the checkpoint only
+// once the deletion listing is read.
 func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.ReadSink) error {
 	cfg, d := parseConfig(req.Config)
 	if d.HasError() {
@@ -262,9 +317,9 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 	if !ok {
 		return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: sdk.Diagnostics{sdk.Errorf("", "unknown object "+req.Object, "")}})
 	}
-	var cur cursor
+	var from cursor
 	if len(req.Cursor) > 0 {
-		if err := json.Unmarshal(req.Cursor, &cur); err != nil {
+		if err := json.Unmarshal(req.Cursor, &from); err != nil {
 			return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: sdk.Diagnostics{sdk.Errorf("", "invalid checkpoint", err.Error())}})
 		}
 	}
@@ -288,49 +343,71 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 		return fmt.Errorf("sage read %s: %w", o.name, err)
 	}
 
+	// cur is the checkpoint this read moves to; from the one it started at.
+	cur := from
+	cur.IDs = nil
+	cur.Seen = maps.Clone(from.Seen)
+	if cur.Seen == nil {
+		cur.Seen = map[string]string{}
+	}
+	cur.DelIDs = slices.Clone(from.DelIDs)
+	if !cur.DelDone && cur.DelFrom.IsZero() {
+		cur.DelFrom = startedAt.Add(-deleteSkew)
+	}
+	var live *cursor // checkpoints of live batches (nil: none)
+	if o.sortable {
+		live = &cur
+	}
+
 	// Live records.
 	q := url.Values{"attributes": {"all"}, "items_per_page": {strconv.Itoa(per)}}
-	if !cur.Since.IsZero() {
-		q.Set("updated_or_created_since", stamp(cur.Since))
+	if !from.Since.IsZero() {
+		q.Set("updated_or_created_since", stamp(from.Since))
 	}
 	if o.sortable {
 		q.Set("sort", "updated_at:asc")
 	}
-	seen := map[string]bool{}
-	// done: ids read in this read, and those the checkpoint says were read
-	// at its boundary.
-	done := map[string]bool{}
-	for _, id := range cur.IDs {
-		seen[id], done[id] = true, true
-	}
-	// take applies the boundary rule to one record; ok is false when it was
-	// read already.
+	// read: the version of each record this read took (or skipped as
+	// unchanged at the boundary).
+	read := map[string]mark{}
+	// take applies the boundary rule to one record; ok is false when this
+	// version was read already.
 	take := func(rec map[string]any) (r sdk.Record, ok bool, err error) {
 		id, _ := rec["id"].(string)
+		if id == "" {
+			return r, false, nil
+		}
 		at, _ := time.Parse(time.RFC3339, fmt.Sprint(rec["updated_at"]))
-		if id == "" || (at.Equal(cur.Since) && seen[id]) {
-			return r, false, nil // read at the boundary second already
-		}
-		if at.After(cur.Since) {
-			cur.Since, cur.IDs, seen = at, nil, map[string]bool{}
-		}
-		if at.Equal(cur.Since) {
-			cur.IDs = append(cur.IDs, id)
-			seen[id] = true
-		}
-		done[id] = true
 		fields, err := json.Marshal(o.flatten(rec))
 		if err != nil {
 			return r, false, fmt.Errorf("encode a record: %w", err)
+		}
+		fp := fingerprint(fields)
+		if m, seen := read[id]; seen && m.fp == fp {
+			return r, false, nil
+		}
+		read[id] = mark{at, fp}
+		if at.Equal(from.Since) && from.Seen[id] == fp {
+			return r, false, nil // read at the boundary second already, unchanged
+		}
+		if at.After(cur.Since) {
+			cur.Since, cur.Seen = at, map[string]string{}
+		}
+		if at.Equal(cur.Since) {
+			cur.Seen[id] = fp
 		}
 		return sdk.Record{ID: id, UpdatedAt: at, Fields: fields}, true, nil
 	}
 	next := "/" + o.path + "?" + q.Encode()
 	pages := 0
+	var listedAt time.Time // Sage's clock when the listing began
 	for next != "" {
 		var env envelope
 		if err := k.getRetry(ctx, next, &env); err != nil {
 			return fail(err)
+		}
+		if pages == 0 {
+			listedAt = k.date
 		}
 		pages++
 		next = ""
@@ -351,18 +428,20 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 				recs = append(recs, r)
 			}
 		}
-		if len(recs) == 0 && next != "" {
+		if len(recs) == 0 && (next != "" || live == nil) {
 			continue
 		}
-		if err := k.emit(ctx, sink, recs, cur); err != nil {
+		if err := k.emit(ctx, sink, recs, live); err != nil {
 			return err
 		}
 	}
 	if pages > 1 {
-		// Sage pages by offset: a record changed while we paged moves to the
-		// end and can shift an unread record onto a page already read. List
-		// the ids again (cheap: no attributes) and fetch any we missed.
-		if err := k.catchUp(ctx, o, q, per, done, take, sink, &cur); err != nil {
+		// Sage pages by offset: a record changed while we paged can move and
+		// shift an unread record onto a page already read, and (in an order
+		// other than updated_at) a record changed on a page already read
+		// stays there. List the ids and updated_at of the query again
+		// (cheap) and fetch the records missed or changed since read.
+		if err := k.catchUp(ctx, o, q, per, read, take, sink, live); err != nil {
 			var se sinkError
 			if errors.As(err, &se) {
 				return se.err // the sink said stop: do not emit again
@@ -370,24 +449,45 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 			return fail(err)
 		}
 	}
+	if !o.sortable {
+		// A record changed after the listing began, on a page already read,
+		// is not in this read although a later record may be: the
+		// checkpoint goes no further than the listing's start.
+		limit := listedAt.Truncate(time.Second)
+		if limit.IsZero() {
+			limit = startedAt.Add(-deleteSkew).Truncate(time.Second)
+		}
+		limit = maxTime(limit, from.Since)
+		if cur.Since.After(limit) {
+			cur.Since, cur.Seen = limit, map[string]string{}
+			for id, m := range read {
+				if m.at.Equal(limit) {
+					cur.Seen[id] = m.fp
+				}
+			}
+		}
+		if err := k.flush(ctx, sink, &cur); err != nil {
+			return err
+		}
+	}
 
 	// Deletions. The first scan asks for every deletion (it cannot know the
-	// server's clock) and reports only those since the read started.
-	first := !cur.DelDone
+	// server's clock) and reports only those since the first read started.
 	if !o.deletes {
-		return k.flush(ctx, sink, cur, false)
+		return k.flush(ctx, sink, &cur)
 	}
+	first := !from.DelDone
 	dq := url.Values{"items_per_page": {strconv.Itoa(per)}, "deleted_since": {"1970-01-01T00:00:00Z"}}
-	if !cur.DelSince.IsZero() {
+	if !from.DelSince.IsZero() {
 		// deleted_since is exclusive: ask from one second before and skip
 		// the ids already reported at the boundary.
-		dq.Set("deleted_since", stamp(cur.DelSince.Add(-time.Second)))
+		dq.Set("deleted_since", stamp(from.DelSince.Add(-time.Second)))
 	}
-	dirty := false
-	delSeen := map[string]bool{}
-	for _, id := range cur.DelIDs {
-		delSeen[id] = true
+	fromDel := map[string]bool{}
+	for _, id := range from.DelIDs {
+		fromDel[id] = true
 	}
+	reported := map[string]bool{}
 	next = "/" + o.path + "?" + dq.Encode()
 	for next != "" {
 		var env envelope
@@ -408,32 +508,39 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 				return fail(fmt.Errorf("decode a deleted record: %w", err))
 			}
 			at, _ := time.Parse(time.RFC3339, rec.DeletedAt)
-			if rec.ID == "" || at.Before(cur.DelSince) || (at.Equal(cur.DelSince) && delSeen[rec.ID]) {
+			if rec.ID == "" || reported[rec.ID] || at.Before(from.DelSince) || (at.Equal(from.DelSince) && fromDel[rec.ID]) {
 				continue
 			}
+			reported[rec.ID] = true
 			if at.After(cur.DelSince) {
-				cur.DelSince, cur.DelIDs, delSeen = at, nil, map[string]bool{}
+				cur.DelSince, cur.DelIDs = at, nil
 			}
-			cur.DelIDs = append(cur.DelIDs, rec.ID)
-			delSeen[rec.ID] = true
-			dirty = true
-			if first && at.Before(startedAt.Add(-deleteSkew)) {
-				continue // deleted before this first read: nothing to report
+			if at.Equal(cur.DelSince) {
+				cur.DelIDs = append(cur.DelIDs, rec.ID)
+			}
+			if first && at.Before(cur.DelFrom) {
+				continue // deleted before the first read: nothing to report
 			}
 			recs = append(recs, sdk.Record{ID: rec.ID, UpdatedAt: at, Deleted: true})
 		}
-		if len(recs) == 0 && (next != "" || first) {
+		if len(recs) == 0 {
 			continue
 		}
-		if err := k.emit(ctx, sink, recs, cur); err != nil {
+		// The deletion listing is in no known order: no checkpoint until
+		// it is read to the end.
+		if err := k.emit(ctx, sink, recs, nil); err != nil {
 			return err
 		}
-		dirty = false
 	}
-	if !cur.DelDone {
-		cur.DelDone, dirty = true, true
+	cur.DelDone, cur.DelFrom = true, time.Time{}
+	return k.flush(ctx, sink, &cur)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
 	}
-	return k.flush(ctx, sink, cur, dirty)
+	return b
 }
 
 // sinkError is an error of the sink (or of encoding a checkpoint for it).
@@ -442,8 +549,10 @@ type sinkError struct{ err error }
 func (e sinkError) Error() string { return e.err.Error() }
 func (e sinkError) Unwrap() error { return e.err }
 
-// catchUp lists the ids of the read's query and reads those not done.
-func (k *call) catchUp(ctx context.Context, o objectDef, q url.Values, per int, done map[string]bool,
+// catchUp lists the ids and updated_at of the read's query and reads the
+// records not read, or changed since read. Batches carry the checkpoint cur
+// (nil: none).
+func (k *call) catchUp(ctx context.Context, o objectDef, q url.Values, per int, read map[string]mark,
 	take func(map[string]any) (sdk.Record, bool, error), sink sdk.ReadSink, cur *cursor) error {
 	vq := url.Values{}
 	for key, v := range q {
@@ -452,6 +561,7 @@ func (k *call) catchUp(ctx context.Context, o objectDef, q url.Values, per int, 
 	vq.Set("attributes", "updated_at")
 	vq.Set("items_per_page", strconv.Itoa(maxItemsPerPage))
 	var missing []string
+	listed := map[string]bool{}
 	for next := "/" + o.path + "?" + vq.Encode(); next != ""; {
 		var env envelope
 		if err := k.getRetry(ctx, next, &env); err != nil {
@@ -463,11 +573,16 @@ func (k *call) catchUp(ctx context.Context, o objectDef, q url.Values, per int, 
 		}
 		for _, raw := range env.Items {
 			var rec struct {
-				ID string `json:"id"`
+				ID        string `json:"id"`
+				UpdatedAt string `json:"updated_at"`
 			}
-			if json.Unmarshal(raw, &rec) == nil && rec.ID != "" && !done[rec.ID] {
+			if json.Unmarshal(raw, &rec) != nil || rec.ID == "" || listed[rec.ID] {
+				continue
+			}
+			listed[rec.ID] = true
+			at, _ := time.Parse(time.RFC3339, rec.UpdatedAt)
+			if m, ok := read[rec.ID]; !ok || at.After(m.at) {
 				missing = append(missing, rec.ID)
-				done[rec.ID] = true
 			}
 		}
 	}
@@ -477,20 +592,20 @@ func (k *call) catchUp(ctx context.Context, o objectDef, q url.Values, per int, 
 		err := k.getRetry(ctx, "/"+o.path+"/"+url.PathEscape(id), &rec)
 		var ae *apiError
 		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
-			continue // deleted meanwhile: the deletion scan reports it
-		}
-		if err != nil {
+			err = nil // deleted meanwhile: the deletion scan reports it
+		} else if err != nil {
 			return err
-		}
-		r, ok, err := take(rec)
-		if err != nil {
-			return err
-		}
-		if ok {
-			recs = append(recs, r)
+		} else {
+			r, ok, err := take(rec)
+			if err != nil {
+				return err
+			}
+			if ok {
+				recs = append(recs, r)
+			}
 		}
 		if len(recs) == per || (i == len(missing)-1 && len(recs) > 0) {
-			if err := k.emit(ctx, sink, recs, *cur); err != nil {
+			if err := k.emit(ctx, sink, recs, cur); err != nil {
 				return sinkError{err}
 			}
 			recs = nil
@@ -499,18 +614,28 @@ func (k *call) catchUp(ctx context.Context, o objectDef, q url.Values, per int, 
 	return nil
 }
 
-func (k *call) emit(ctx context.Context, sink sdk.ReadSink, recs []sdk.Record, cur cursor) error {
-	cp, err := json.Marshal(cur)
-	if err != nil {
-		return fmt.Errorf("sage: encode checkpoint: %w", err)
+// emit hands over a batch, with the checkpoint cur (nil: the checkpoint
+// does not move) and rotated tokens not yet handed over.
+func (k *call) emit(ctx context.Context, sink sdk.ReadSink, recs []sdk.Record, cur *cursor) error {
+	var cp []byte
+	if cur != nil {
+		var err error
+		if cp, err = json.Marshal(cur); err != nil {
+			return fmt.Errorf("sage: encode checkpoint: %w", err)
+		}
+		k.lastCP = cp
 	}
 	return sink.Emit(ctx, sdk.ReadBatch{Records: recs, Checkpoint: cp, UpdatedConfig: k.updatedConfig()})
 }
 
-// flush ends a read: it hands over rotated tokens not yet handed over, or a
-// checkpoint not yet emitted (dirty), with the final checkpoint.
-func (k *call) flush(ctx context.Context, sink sdk.ReadSink, cur cursor, dirty bool) error {
-	if k.tok == k.lastCfg && !dirty {
+// flush hands over the checkpoint cur when it is not the last one emitted,
+// or rotated tokens not yet handed over.
+func (k *call) flush(ctx context.Context, sink sdk.ReadSink, cur *cursor) error {
+	cp, err := json.Marshal(cur)
+	if err != nil {
+		return fmt.Errorf("sage: encode checkpoint: %w", err)
+	}
+	if k.tok == k.lastCfg && bytes.Equal(cp, k.lastCP) {
 		return nil
 	}
 	return k.emit(ctx, sink, nil, cur)
