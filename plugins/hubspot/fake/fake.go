@@ -8,16 +8,18 @@
 package fake
 
 import (
-	"crypto/rand"
+	crand "crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,11 +64,27 @@ type Options struct {
 	// batch when one input has invalid properties (as the real API does for
 	// some validation errors) instead of 207 with per-record errors.
 	AtomicBatches bool
+	// TieOrder is the order of search results sharing the sorted
+	// timestamp: HubSpot takes one sort and documents no order among ties.
+	// Default TiesByID.
+	TieOrder TieOrder
 	// SpecDir, when set, is the directory holding the HubSpot spec files
 	// (crm-contacts-v3.json...): request bodies of batch and search calls are
 	// validated against them.
 	SpecDir string
 }
+
+// TieOrder is how search orders records sharing a last-modified time.
+type TieOrder int
+
+const (
+	// TiesByID returns ties by id ascending.
+	TiesByID TieOrder = iota
+	// TiesReversed returns ties by id descending.
+	TiesReversed
+	// TiesShuffled returns ties in a new random order at each query.
+	TiesShuffled
+)
 
 // Record is a stored CRM object.
 type Record struct {
@@ -370,7 +388,7 @@ func (s *Server) update(object string, st *store, r *Record, props map[string]st
 
 func correlationID() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:])
+	_, _ = crand.Read(b[:])
 	h := hex.EncodeToString(b[:])
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
@@ -697,12 +715,16 @@ func cmp[T int64 | int](a, b T) int {
 func match(f filter, rec *Record) (bool, error) {
 	var c int
 	switch f.PropertyName {
-	case "lastmodifieddate", "hs_lastmodifieddate":
+	case "lastmodifieddate", "hs_lastmodifieddate", "createdate":
 		t, ok := parseTime(f.Value)
 		if !ok {
 			return false, fmt.Errorf("%s is not a valid date: %q", f.PropertyName, f.Value)
 		}
-		c = cmp(rec.UpdatedAt.UnixMilli(), t.UnixMilli())
+		at := rec.UpdatedAt
+		if f.PropertyName == "createdate" {
+			at = rec.CreatedAt
+		}
+		c = cmp(at.UnixMilli(), t.UnixMilli())
 	case "hs_object_id":
 		n, err := strconv.ParseInt(f.Value, 10, 64)
 		if err != nil {
@@ -811,7 +833,18 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, object string) {
 		}
 		return false
 	})
-	if sortProp == "lastmodifieddate" || sortProp == "hs_lastmodifieddate" {
+	switch sortProp {
+	case "hs_object_id":
+		if desc {
+			slices.Reverse(recs)
+		}
+	case "lastmodifieddate", "hs_lastmodifieddate":
+		switch s.opts.TieOrder {
+		case TiesReversed:
+			slices.Reverse(recs)
+		case TiesShuffled:
+			rand.Shuffle(len(recs), func(i, j int) { recs[i], recs[j] = recs[j], recs[i] })
+		}
 		sort.SliceStable(recs, func(i, j int) bool {
 			if desc {
 				return recs[i].UpdatedAt.After(recs[j].UpdatedAt)

@@ -27,7 +27,8 @@ const configSchema = `{
     "base_url": {"type": "string", "format": "uri", "description": "API base URL (default https://api.hubapi.com)."},
     "app_secret": {"type": "string", "description": "Client secret of the app that sends webhooks (signature v3).", "writeOnly": true},
     "webhook_url": {"type": "string", "format": "uri", "description": "Public URL HubSpot posts webhooks to, as signed by HubSpot."},
-    "search_delay_seconds": {"type": "integer", "minimum": 0, "maximum": 3600, "default": 10, "description": "Reads leave records changed in the last N seconds to the next read, so that HubSpot's search index has caught up with them."}
+    "search_delay_seconds": {"type": "integer", "minimum": 0, "maximum": 3600, "default": 10, "description": "Reads leave records changed in the last N seconds to the next read, so that HubSpot's search index has caught up with them."},
+    "deletes_scan_minutes": {"type": "integer", "minimum": 0, "maximum": 1440, "default": 15, "description": "Deleted (archived) records are found by listing HubSpot's whole archive, which no filter narrows: reads do it at most once every N minutes (0: at every read), so deletions reach the other side within that time."}
   }
 }`
 
@@ -45,6 +46,8 @@ type Config struct {
 	WebhookURL   string `json:"webhook_url,omitempty"`
 	// SearchDelay is search_delay_seconds (nil: DefaultSearchDelay).
 	SearchDelay *int `json:"search_delay_seconds,omitempty"`
+	// DeletesScan is deletes_scan_minutes (nil: DefaultDeletesScan).
+	DeletesScan *int `json:"deletes_scan_minutes,omitempty"`
 
 	expires time.Time
 }
@@ -59,6 +62,17 @@ func (c Config) searchDelay() time.Duration {
 		return DefaultSearchDelay
 	}
 	return time.Duration(*c.SearchDelay) * time.Second
+}
+
+// DefaultDeletesScan is how often reads list HubSpot's archive to find
+// deleted records: each listing costs one request per 100 archived records.
+const DefaultDeletesScan = 15 * time.Minute
+
+func (c Config) deletesInterval() time.Duration {
+	if c.DeletesScan == nil {
+		return DefaultDeletesScan
+	}
+	return time.Duration(*c.DeletesScan) * time.Minute
 }
 
 // OAuth reports whether the config uses OAuth (tokens can be refreshed).
@@ -103,6 +117,9 @@ func ParseConfig(raw json.RawMessage) (Config, sdk.Diagnostics) {
 	}
 	if cfg.SearchDelay != nil && (*cfg.SearchDelay < 0 || *cfg.SearchDelay > 3600) {
 		diags = append(diags, sdk.Errorf("search_delay_seconds", "search_delay_seconds must be from 0 to 3600", ""))
+	}
+	if cfg.DeletesScan != nil && (*cfg.DeletesScan < 0 || *cfg.DeletesScan > 1440) {
+		diags = append(diags, sdk.Errorf("deletes_scan_minutes", "deletes_scan_minutes must be from 0 to 1440", ""))
 	}
 	if cfg.BaseURL != "" {
 		u, err := url.Parse(cfg.BaseURL)

@@ -2,8 +2,11 @@ package hubspot
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"sort"
@@ -29,27 +32,51 @@ const (
 // cursor is the checkpoint of a Read.
 //
 // Live records are read through the search endpoint sorted by the
-// last-modified property ascending. TS/ID are the last-modified time (ms) and
-// id of the last record emitted; each page is a new query for
-// (modified == TS and id > ID) or (modified > TS), so no page ever reaches
-// the 10,000-result window, records sharing one timestamp are neither lost nor
-// repeated however many there are, and records changed during the read cannot
-// shift an offset under us.
+// last-modified property ascending (HubSpot takes one sort and documents no
+// order among records sharing a timestamp). TS is the boundary: every record
+// modified before TS (ms) was emitted. Seen holds the records modified at TS
+// already emitted, with a hash of their content: each page is a new query for
+// records modified at or after TS that skips exactly those (a record edited
+// again within the same millisecond has another hash and is emitted again).
+// So no page reaches the 10,000-result window, records sharing one
+// timestamp are never lost whatever order HubSpot returns them in, and
+// records changed during the read cannot shift an offset under us.
 //
-// Archived records (deletes) never appear in search: each read lists
-// archived=true and emits those archived after ArchTS (or at ArchTS with an
-// id not in ArchIDs).
+// A page whose records all share one timestamp may hide more of them than a
+// page holds: that group is then read on its own, sorted by id (Tie, after
+// TieID), and once done Full says every record at TS was emitted (the next
+// query is for records modified after TS).
+//
+// Archived records (deletes) never appear in search: the archive is listed
+// (archived=true) at most once per deletes interval, ArchScan being the start
+// of the last listing (ms), and the records archived after ArchTS (or at
+// ArchTS with an id not in ArchIDs) are emitted as deletes.
 type cursor struct {
-	V       int      `json:"v"`
-	TS      int64    `json:"ts,omitempty"`
-	ID      string   `json:"id,omitempty"`
-	ArchTS  int64    `json:"arch_ts"`
-	ArchIDs []string `json:"arch_ids,omitempty"`
+	V     int               `json:"v"`
+	TS    int64             `json:"ts,omitempty"`
+	Seen  map[string]string `json:"seen,omitempty"`
+	Full  bool              `json:"full,omitempty"`
+	Tie   bool              `json:"tie,omitempty"`
+	TieID string            `json:"tie_id,omitempty"`
+	// ID is the last id of a version 1 checkpoint (read only).
+	ID       string   `json:"id,omitempty"`
+	ArchTS   int64    `json:"arch_ts"`
+	ArchIDs  []string `json:"arch_ids,omitempty"`
+	ArchScan int64    `json:"arch_scan,omitempty"`
 }
 
-func (c cursor) started() bool { return c.TS != 0 || c.ID != "" }
+// cursorVersion is the version of the checkpoints written; version 1
+// checkpoints (last timestamp and id) are read as their timestamp, so the
+// records of that millisecond are read again.
+const cursorVersion = 2
 
 func (c cursor) encode() []byte { b, _ := json.Marshal(c); return b }
+
+// contentHash identifies the content of an emitted record.
+func contentHash(fields []byte) string {
+	h := sha256.Sum256(fields)
+	return hex.EncodeToString(h[:8])
+}
 
 type hsObject struct {
 	ID         string             `json:"id"`
@@ -90,23 +117,30 @@ type searchRequest struct {
 // modified before until (ms; 0: no bound).
 func (o objectDef) searchFrom(c cursor, limit int, until int64) searchRequest {
 	req := searchRequest{FilterGroups: []filterGroup{}, Sorts: []string{o.lastModified}, Properties: o.properties(), Limit: limit}
-	if c.started() {
-		ts := strconv.FormatInt(c.TS, 10)
-		req.FilterGroups = []filterGroup{
-			{Filters: []searchFilter{{o.lastModified, "EQ", ts}, {"hs_object_id", "GT", c.ID}}},
-			{Filters: []searchFilter{{o.lastModified, "GT", ts}}},
-		}
+	var fs []searchFilter
+	switch {
+	case c.Full:
+		fs = append(fs, searchFilter{o.lastModified, "GT", strconv.FormatInt(c.TS, 10)})
+	case c.TS != 0:
+		fs = append(fs, searchFilter{o.lastModified, "GTE", strconv.FormatInt(c.TS, 10)})
 	}
 	if until != 0 {
-		bound := searchFilter{o.lastModified, "LT", strconv.FormatInt(until, 10)}
-		if len(req.FilterGroups) == 0 {
-			req.FilterGroups = []filterGroup{{}}
-		}
-		for i := range req.FilterGroups {
-			req.FilterGroups[i].Filters = append(req.FilterGroups[i].Filters, bound)
-		}
+		fs = append(fs, searchFilter{o.lastModified, "LT", strconv.FormatInt(until, 10)})
+	}
+	if len(fs) > 0 {
+		req.FilterGroups = []filterGroup{{Filters: fs}}
 	}
 	return req
+}
+
+// tieSearch is the search body for the next page of the records modified at
+// c.TS, in id order after c.TieID.
+func (o objectDef) tieSearch(c cursor, limit int) searchRequest {
+	fs := []searchFilter{{o.lastModified, "EQ", strconv.FormatInt(c.TS, 10)}}
+	if c.TieID != "" {
+		fs = append(fs, searchFilter{"hs_object_id", "GT", c.TieID})
+	}
+	return searchRequest{FilterGroups: []filterGroup{{Filters: fs}}, Sorts: []string{"hs_object_id"}, Properties: o.properties(), Limit: limit}
 }
 
 func idLess(a, b string) bool {
@@ -128,13 +162,24 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 	if !ok {
 		return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: sdk.Diagnostics{sdk.Errorf("", "unknown object", fmt.Sprintf("%q is not a HubSpot object this connector reads", req.Object))}})
 	}
-	cur := cursor{V: 1}
-	if len(req.Cursor) > 0 {
-		if err := json.Unmarshal(req.Cursor, &cur); err != nil || cur.V != 1 {
+	cur := cursor{V: cursorVersion}
+	first := len(req.Cursor) == 0
+	if !first {
+		if err := json.Unmarshal(req.Cursor, &cur); err != nil || (cur.V != 1 && cur.V != cursorVersion) {
 			return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: sdk.Diagnostics{sdk.Errorf("", "invalid cursor", "the checkpoint was not written by this connector version")}})
+		}
+		if cur.V == 1 {
+			// Which records of that millisecond were read is unknown: read
+			// them all again.
+			cur = cursor{V: cursorVersion, TS: cur.TS, ArchTS: cur.ArchTS, ArchIDs: cur.ArchIDs}
 		}
 	} else {
 		cur.ArchTS = c.now().Add(-archiveMargin).UnixMilli()
+		if cfg.deletesInterval() > 0 {
+			// The watermark starts now: the archive is first listed one
+			// interval later.
+			cur.ArchScan = c.now().UnixMilli()
+		}
 	}
 	limit := req.BatchSize
 	if limit <= 0 {
@@ -143,15 +188,16 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 	limit = min(limit, MaxSearchLimit)
 	s := c.newSession(cfg)
 	var lastCP, lastCfg []byte
-	if len(req.Cursor) > 0 {
-		lastCP = cur.encode()
+	if !first {
+		lastCP = req.Cursor
 	}
 	emit := func(recs []sdk.Record, cp cursor) error {
 		lastCP, lastCfg = cp.encode(), s.updatedConfig()
 		return sink.Emit(ctx, sdk.ReadBatch{Records: recs, Checkpoint: lastCP, UpdatedConfig: lastCfg})
 	}
 	// flush ends the read with an empty batch when the checkpoint (a first
-	// read's archive watermark) or refreshed tokens were not handed over yet.
+	// read's archive watermark, a finished scan of the archive) or
+	// refreshed tokens were not handed over yet.
 	flush := func(cp cursor) error {
 		if string(cp.encode()) == string(lastCP) && string(s.updatedConfig()) == string(lastCfg) {
 			return nil
@@ -161,42 +207,89 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 	path := "/crm/v3/objects/" + o.name
 	// Changes of the last seconds are left to the next read: search may not
 	// show them all yet, and the cursor must not pass one it has not shown.
+	start := c.now()
 	var until int64
 	if d := cfg.searchDelay(); d > 0 {
-		until = c.now().Add(-d).UnixMilli()
+		until = start.Add(-d).UnixMilli()
 	}
 
 	for {
 		var page pageAnswer
-		if _, err := s.do(ctx, http.MethodPost, path+"/search", nil, o.searchFrom(cur, limit, until), &page); err != nil {
+		body := o.searchFrom(cur, limit, until)
+		if cur.Tie {
+			body = o.tieSearch(cur, limit)
+		}
+		if _, err := s.do(ctx, http.MethodPost, path+"/search", nil, body, &page); err != nil {
 			return c.readError(ctx, sink, s, cfg, err)
 		}
 		recs := make([]sdk.Record, 0, len(page.Results))
 		next := cur
+		next.Seen = maps.Clone(cur.Seen)
 		for _, r := range page.Results {
 			ts := r.UpdatedAt.UnixMilli()
-			if next.started() && (ts < next.TS || (ts == next.TS && !idLess(next.ID, r.ID))) {
-				continue // not after the cursor: HubSpot's order or a late index; already emitted
+			if ts < cur.TS || (ts == cur.TS && cur.Full) || (cur.Tie && ts != cur.TS) {
+				continue // not after the boundary (a late index): already emitted
 			}
-			recs = append(recs, sdk.Record{ID: r.ID, UpdatedAt: r.UpdatedAt, Fields: o.toFields(r.ID, r.Properties)})
-			next.TS, next.ID = ts, r.ID
+			fields := o.toFields(r.ID, r.Properties)
+			h := contentHash(fields)
+			if ts == next.TS && next.Seen[r.ID] == h {
+				continue // emitted at the boundary, unchanged
+			}
+			recs = append(recs, sdk.Record{ID: r.ID, UpdatedAt: r.UpdatedAt, Fields: fields})
+			if cur.Tie {
+				continue // the id order is the checkpoint
+			}
+			if ts > next.TS || next.Seen == nil {
+				next.TS, next.Seen, next.Full = ts, map[string]string{}, false
+			}
+			next.Seen[r.ID] = h
 		}
+		full := len(page.Results) >= limit
+		wasTie := cur.Tie
+		if wasTie {
+			for _, r := range page.Results {
+				if next.TieID == "" || idLess(next.TieID, r.ID) {
+					next.TieID = r.ID
+				}
+			}
+			if full && next.TieID == cur.TieID {
+				return c.readError(ctx, sink, s, cfg, fmt.Errorf("hubspot: search of %s by id made no progress after id %s", o.name, cur.TieID))
+			}
+			if !full { // the group is done: next, the records modified after it
+				next = cursor{V: cursorVersion, TS: cur.TS, Full: true, ArchTS: cur.ArchTS, ArchIDs: cur.ArchIDs, ArchScan: cur.ArchScan}
+			}
+		} else if full && !next.Full {
+			first, last := page.Results[0].UpdatedAt.UnixMilli(), page.Results[len(page.Results)-1].UpdatedAt.UnixMilli()
+			if first == last && first == next.TS {
+				// A whole page shares the boundary timestamp: the rest of
+				// that group may lie beyond every page of this query. Read
+				// the group by id.
+				next.Tie, next.TieID = true, ""
+			}
+		}
+		cur = next
 		if len(recs) > 0 {
-			cur = next
 			if err := emit(recs, cur); err != nil {
 				return err
 			}
 		}
-		if len(page.Results) < limit || len(recs) == 0 {
+		if wasTie || cur.Tie {
+			continue
+		}
+		if !full || len(recs) == 0 {
 			break
 		}
 	}
-	cur, err := c.readArchived(ctx, s, o, cur, limit, emit)
-	if err != nil {
-		if _, ok := asAPIError(err); ok {
-			return c.readError(ctx, sink, s, cfg, err)
+	if interval := cfg.deletesInterval(); interval == 0 || start.UnixMilli()-cur.ArchScan >= interval.Milliseconds() {
+		var err error
+		cur, err = c.readArchived(ctx, s, o, cur, limit, emit)
+		if err != nil {
+			if _, ok := asAPIError(err); ok {
+				return c.readError(ctx, sink, s, cfg, err)
+			}
+			return err
 		}
-		return err
+		cur.ArchScan = start.UnixMilli()
 	}
 	return flush(cur)
 }

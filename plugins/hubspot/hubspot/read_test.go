@@ -60,9 +60,13 @@ func ids(batches []sdk.ReadBatch) []string {
 // and a read interrupted and resumed at several checkpoints each return
 // every record exactly once, and no search request is refused.
 func TestReadPastSearchWindow(t *testing.T) {
-	for _, sizes := range [][]int{{4000, 4000, 2500}, {10100, 400}} {
-		t.Run(fmt.Sprint(sizes), func(t *testing.T) {
-			e := newEnv(t, fake.Options{})
+	for _, tc := range []struct {
+		sizes []int
+		order fake.TieOrder
+	}{{[]int{4000, 4000, 2500}, fake.TiesByID}, {[]int{10100, 400}, fake.TiesByID}, {[]int{10100, 400}, fake.TiesShuffled}} {
+		sizes := tc.sizes
+		t.Run(fmt.Sprint(sizes, "_ties", tc.order), func(t *testing.T) {
+			e := newEnv(t, fake.Options{TieOrder: tc.order})
 			want := seedSharedTimestamps(e, sizes...)
 			req := sdk.ReadRequest{Config: e.config("test-token"), Object: "contacts", BatchSize: 200}
 			batches := readAll(t, e.conn, req)
@@ -125,7 +129,7 @@ func TestReadIncrementalAndDeletes(t *testing.T) {
 		t.Fatalf("unchanged source: %d batches", len(b))
 	}
 
-	e.clock.Add(time.Minute)
+	e.clock.Add(DefaultDeletesScan) // the archive is listed once per 15 minutes
 	resp, err := e.conn.Write(context.Background(), sdk.WriteRequest{Config: cfg, Object: "contacts", Records: []sdk.WriteRecord{
 		{Ref: "a", ID: all[3], Fields: json.RawMessage(`{"firstname":"Changed"}`)},
 		{Ref: "b", ID: all[40], Fields: json.RawMessage(`{"lastname":"Changed"}`)},
@@ -173,7 +177,7 @@ func TestReadPagingEdges(t *testing.T) {
 	})
 	t.Run("exactly_one_page", func(t *testing.T) {
 		e := newEnv(t, fake.Options{})
-		want := seedSharedTimestamps(e, 10)
+		want := seedSharedTimestamps(e, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)
 		b := readAll(t, e.conn, sdk.ReadRequest{Config: e.config("test-token"), Object: "contacts", BatchSize: 10})
 		checkExactlyOnce(t, want, ids(b))
 		if len(b) != 1 {
@@ -197,6 +201,7 @@ func TestReadPagingEdges(t *testing.T) {
 		cursor := b[len(b)-1].Checkpoint
 		e.clock.Add(time.Minute)
 		e.srv.Archive("contacts", all[:130]...)
+		e.clock.Add(DefaultDeletesScan)
 		e.clock.Add(time.Millisecond)
 		e.srv.Archive("contacts", all[130:250]...)
 		var got []string
