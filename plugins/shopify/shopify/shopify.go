@@ -119,6 +119,11 @@ func (c *Connector) Check(ctx context.Context, req sdk.CheckRequest) (*sdk.Check
 	if diags.HasError() {
 		return &sdk.CheckResponse{Diagnostics: diags}, nil
 	}
+	if versionRetired(cfg.APIVersion, c.opts.Now()) {
+		diags = append(diags, sdk.Diagnostic{Severity: sdk.SeverityWarning, Attribute: "api_version",
+			Summary: "API version " + cfg.APIVersion + " is no longer supported by Shopify",
+			Detail:  "Shopify supports each quarterly version for 12 months (then answers with its oldest supported one): set api_version to a newer release YYYY-MM"})
+	}
 	var out struct {
 		Shop struct {
 			Name string `json:"name"`
