@@ -58,6 +58,8 @@ type Connector struct {
 	opts          Options
 	mu            sync.Mutex
 	sessions      map[string]*session
+	// pending are the creates whose outcome is unknown (key -> sent at).
+	pending map[string]time.Time
 	// local holds the request budgets when no host shares them.
 	local *sdk.LocalBudgets
 }
@@ -85,7 +87,7 @@ func New(version, docs string, opts Options) *Connector {
 		opts.MaxRetries = DefaultMaxRetries
 	}
 	return &Connector{version: strings.TrimSpace(version), docs: docs, opts: opts,
-		sessions: map[string]*session{}, local: sdk.NewLocalBudgets(opts.Now)}
+		sessions: map[string]*session{}, pending: map[string]time.Time{}, local: sdk.NewLocalBudgets(opts.Now)}
 }
 
 type config struct {
