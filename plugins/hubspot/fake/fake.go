@@ -139,7 +139,7 @@ type Server struct {
 	expired map[string]bool
 	objects map[string]*store
 	windows map[string]*window
-	faults  []int
+	faults  []fault
 	stats   Stats
 	tokenN  int
 }
@@ -251,12 +251,38 @@ func FindSpecDir() string {
 	}
 }
 
+// fault is an injected answer.
+type fault struct {
+	status int
+	// daily: a 429 of the daily cap (policy DAILY, no Retry-After).
+	daily bool
+	// retryAfter is the Retry-After of a 429 (0: none).
+	retryAfter time.Duration
+	// applied: the request is served, then its answer replaced by status.
+	applied bool
+	// route, when set, is the only request the fault applies to
+	// ("GET /crm/v3/objects/contacts").
+	route string
+}
+
+// InjectFaultsFor is InjectFaults for the next requests of one route only
+// ("GET /crm/v3/objects/contacts"): other requests are served.
+func (s *Server) InjectFaultsFor(route string, statuses ...int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range statuses {
+		s.faults = append(s.faults, fault{status: st, retryAfter: time.Second, route: route})
+	}
+}
+
 // InjectFaults makes the next requests answer the given statuses, one each
 // (500, 502, 429...), before auth and rate limiting.
 func (s *Server) InjectFaults(statuses ...int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faults = append(s.faults, statuses...)
+	for _, st := range statuses {
+		s.faults = append(s.faults, fault{status: st, retryAfter: time.Second})
+	}
 }
 
 // InjectDailyLimit makes the next n requests answer 429 for HubSpot's daily
@@ -265,12 +291,30 @@ func (s *Server) InjectDailyLimit(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for range n {
-		s.faults = append(s.faults, faultDaily)
+		s.faults = append(s.faults, fault{status: http.StatusTooManyRequests, daily: true})
 	}
 }
 
-// faultDaily is the internal fault code of a daily-cap 429.
-const faultDaily = -429
+// InjectRateLimited makes the next n requests answer 429 for the rolling
+// window with the given Retry-After (0: no Retry-After header).
+func (s *Server) InjectRateLimited(n int, retryAfter time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.faults = append(s.faults, fault{status: http.StatusTooManyRequests, retryAfter: retryAfter})
+	}
+}
+
+// InjectAppliedFaults makes the next requests be served (a batch create
+// creates its records) and then answered with the given statuses instead of
+// their answer: HubSpot failing after it applied a write.
+func (s *Server) InjectAppliedFaults(statuses ...int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range statuses {
+		s.faults = append(s.faults, fault{status: st, applied: true})
+	}
+}
 
 // AddToken makes token valid.
 func (s *Server) AddToken(token string) {
@@ -430,25 +474,34 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.stats.Requests++
 	s.stats.PerPath[r.Method+" "+r.URL.Path]++
-	if len(s.faults) > 0 {
-		st := s.faults[0]
-		s.faults = s.faults[1:]
+	fi := slices.IndexFunc(s.faults, func(f fault) bool { return f.route == "" || f.route == r.Method+" "+r.URL.Path })
+	if fi >= 0 {
+		f := s.faults[fi]
+		s.faults = slices.Delete(s.faults, fi, fi+1)
 		s.stats.Faults++
 		s.mu.Unlock()
-		if st == faultDaily {
+		switch {
+		case f.daily:
 			writeJSON(w, http.StatusTooManyRequests, hubErr{Status: "error", Message: "You have reached your daily limit.", ErrorType: "RATE_LIMIT", CorrelationID: correlationID(), PolicyName: "DAILY", Category: "RATE_LIMITS"})
-			return
+		case f.status == http.StatusTooManyRequests:
+			if f.retryAfter > 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(f.retryAfter.Seconds()))))
+			}
+			writeJSON(w, f.status, hubErr{Status: "error", Message: "You have reached your ten_secondly_rolling limit.", ErrorType: "RATE_LIMIT", CorrelationID: correlationID(), PolicyName: "TEN_SECONDLY_ROLLING", Category: "RATE_LIMITS"})
+		case f.applied:
+			s.serveAuthorized(httptest.NewRecorder(), r)
+			writeErr(w, f.status, "INTERNAL_ERROR", "internal error (injected after the request was applied)")
+		default:
+			writeErr(w, f.status, "INTERNAL_ERROR", "internal error (injected fault)")
 		}
-		if st == http.StatusTooManyRequests {
-			w.Header().Set("Retry-After", "1")
-			writeJSON(w, st, hubErr{Status: "error", Message: "You have reached your secondly limit.", ErrorType: "RATE_LIMIT", CorrelationID: correlationID(), PolicyName: "SECONDLY", Category: "RATE_LIMITS"})
-			return
-		}
-		writeErr(w, st, "INTERNAL_ERROR", "internal error (injected fault)")
 		return
 	}
 	s.mu.Unlock()
+	s.serveAuthorized(w, r)
+}
 
+// serveAuthorized serves a request that got past the injected faults.
+func (s *Server) serveAuthorized(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost && r.URL.Path == "/oauth/v1/token" {
 		s.serveToken(w, r)
 		return

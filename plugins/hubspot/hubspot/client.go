@@ -16,11 +16,16 @@ import (
 	"github.com/synchron-io/synchron/sdk"
 )
 
-// Retry policy of one API call.
+// Retry policy of one API call. A 429 of the rolling window is waited out
+// (Retry-After, else one window, each wait capped at max429Wait) as long as
+// the call's context lives: a 429 never fails a run. Server and network
+// errors are retried max5xxAttempts times in all, then returned as
+// sdk.Retryable (the host resumes the run from its checkpoint later). The
+// daily cap fails the call at once.
 const (
-	max429Attempts   = 30
 	max5xxAttempts   = 4
-	default429Wait   = time.Second
+	default429Wait   = defaultRateInterval
+	max429Wait       = 2 * time.Minute
 	refreshSkew      = time.Minute
 	maxErrorBodySize = 64 << 10
 )
@@ -125,7 +130,10 @@ func (s *session) refresh(ctx context.Context) error {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := s.c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("hubspot: refresh OAuth token: %w", err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("hubspot: refresh OAuth token: %w", ctx.Err())
+		}
+		return sdk.Retryable(fmt.Errorf("hubspot: refresh OAuth token: %w", err), 0)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodySize))
@@ -138,7 +146,11 @@ func (s *session) refresh(ctx context.Context) error {
 		if json.Unmarshal(body, &b) == nil {
 			e.Category, e.Message = b.Status, b.Message
 		}
-		return fmt.Errorf("hubspot: refresh OAuth token: %w", e)
+		err := fmt.Errorf("hubspot: refresh OAuth token: %w", e)
+		if e.Retryable() {
+			return sdk.Retryable(err, e.RetryAfter)
+		}
+		return err
 	}
 	var tok struct {
 		AccessToken  string `json:"access_token"`
@@ -160,8 +172,9 @@ func (s *session) refresh(ctx context.Context) error {
 	return nil
 }
 
-// do calls the API: waits for the token's rate budget, retries 429 (after
-// Retry-After) and 5xx (with backoff), refreshes an OAuth token once on 401,
+// do calls the API: waits for the token's rate budget, waits out 429 (after
+// Retry-After) for as long as ctx lives, retries 5xx and network errors (with
+// backoff) then returns them as sdk.Retryable, refreshes an OAuth token once on 401,
 // and decodes a 2xx JSON answer into out (when not nil). It returns the
 // status, or an *APIError (wrapped) for answers that are not 2xx.
 func (s *session) do(ctx context.Context, method, path string, query url.Values, in, out any) (int, error) {
@@ -184,7 +197,7 @@ func (s *session) do(ctx context.Context, method, path string, query url.Values,
 	// the caller (the records are reported retryable).
 	retry5xx := !strings.HasSuffix(path, "/batch/create")
 	refreshed := false
-	n429, n5xx := 0, 0
+	n5xx := 0
 	budgets := s.c.budgets(ctx)
 	for {
 		key := s.budgetKey()
@@ -212,7 +225,7 @@ func (s *session) do(ctx context.Context, method, path string, query url.Values,
 			}
 			n5xx++
 			if n5xx >= max5xxAttempts || !retry5xx {
-				return 0, fmt.Errorf("hubspot: %s %s: %w", method, path, err)
+				return 0, sdk.Retryable(fmt.Errorf("hubspot: %s %s: %w", method, path, err), 0)
 			}
 			if err := s.c.sleep(ctx, backoff(n5xx)); err != nil {
 				return 0, fmt.Errorf("hubspot: %s %s: %w", method, path, err)
@@ -241,21 +254,21 @@ func (s *session) do(ctx context.Context, method, path string, query url.Values,
 			}
 			continue
 		case resp.StatusCode == http.StatusTooManyRequests:
-			n429++
-			if n429 >= max429Attempts || apiErr.Policy == "DAILY" {
+			if apiErr.Policy == "DAILY" {
 				// The daily cap resets at midnight: waiting here would not help.
-				return resp.StatusCode, fmt.Errorf("hubspot: %s %s: %w", method, path, apiErr)
+				return resp.StatusCode, fmt.Errorf("hubspot: %s %s: HubSpot's daily API limit is reached; it resets at midnight (the HubSpot account's time zone): %w", method, path, apiErr)
 			}
 			wait = apiErr.RetryAfter
 			if wait <= 0 {
 				wait = default429Wait
 			}
+			wait = min(wait, max429Wait)
 			// Every process using the token holds off as long.
 			_ = budgets.Observe(ctx, requestBudget(key), requestLimit, sdk.Observation{RetryAfter: wait})
 		case resp.StatusCode >= 500:
 			n5xx++
 			if n5xx >= max5xxAttempts || !retry5xx {
-				return resp.StatusCode, fmt.Errorf("hubspot: %s %s: %w", method, path, apiErr)
+				return resp.StatusCode, sdk.Retryable(fmt.Errorf("hubspot: %s %s: %w", method, path, apiErr), apiErr.RetryAfter)
 			}
 			wait = max(apiErr.RetryAfter, backoff(n5xx))
 		default:
