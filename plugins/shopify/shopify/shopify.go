@@ -25,9 +25,6 @@ type Options struct {
 	// Sleep waits d or until ctx is done (default: a timer). Tests pass a
 	// fake clock's Sleep.
 	Sleep func(ctx context.Context, d time.Duration) error
-	// WebhookMemory is how many webhook ids are remembered for dedup
-	// (default 10,000).
-	WebhookMemory int
 }
 
 // Connector implements sdk.Connector for Shopify.
@@ -37,7 +34,6 @@ type Connector struct {
 
 	mu      sync.Mutex
 	buckets map[string]*bucket
-	seen    *idSet
 	// local holds the cost budgets when no host shares them.
 	local *sdk.LocalBudgets
 }
@@ -55,13 +51,10 @@ func New(version, docs string, opts Options) *Connector {
 	if opts.Sleep == nil {
 		opts.Sleep = sleep
 	}
-	if opts.WebhookMemory <= 0 {
-		opts.WebhookMemory = 10000
-	}
 	return &Connector{
 		version: strings.TrimSpace(version), docs: docs, opts: opts,
-		buckets: map[string]*bucket{}, seen: newIDSet(opts.WebhookMemory),
-		local: sdk.NewLocalBudgets(opts.Now),
+		buckets: map[string]*bucket{},
+		local:   sdk.NewLocalBudgets(opts.Now),
 	}
 }
 

@@ -685,21 +685,6 @@ func TestReadFailsAfterRetries(t *testing.T) {
 	}
 }
 
-func TestWebhookIDMemoryIsBounded(t *testing.T) {
-	s := newIDSet(3)
-	for _, id := range []string{"a", "b", "c", "d"} {
-		if !s.add(id) {
-			t.Fatalf("%s seen as duplicate", id)
-		}
-	}
-	if len(s.set) != 3 {
-		t.Fatalf("remembers %d ids, want 3", len(s.set))
-	}
-	if s.add("d") || !s.add("a") {
-		t.Fatal("want d remembered and a forgotten")
-	}
-}
-
 // An order's external_id lives in a metafield: writing it leaves the
 // merchant's note alone, and reads return it with every line of the order
 // (past the first page of lines) and the customer's name.

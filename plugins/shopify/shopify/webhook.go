@@ -8,39 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/synchron-io/synchron/sdk"
 )
-
-// idSet remembers the last n webhook ids (a ring plus a set): bounded memory.
-type idSet struct {
-	mu   sync.Mutex
-	ring []string
-	next int
-	set  map[string]struct{}
-}
-
-func newIDSet(n int) *idSet {
-	return &idSet{ring: make([]string, n), set: make(map[string]struct{}, n)}
-}
-
-// add records id and reports whether it was new.
-func (s *idSet) add(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, dup := s.set[id]; dup {
-		return false
-	}
-	if old := s.ring[s.next]; old != "" {
-		delete(s.set, old)
-	}
-	s.ring[s.next] = id
-	s.next = (s.next + 1) % len(s.ring)
-	s.set[id] = struct{}{}
-	return true
-}
 
 func header(h map[string][]string, name string) string {
 	for k, v := range h {
