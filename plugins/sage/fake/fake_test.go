@@ -194,3 +194,74 @@ func TestSinceFilters(t *testing.T) {
 		t.Fatalf("deleted_since: got %v", got)
 	}
 }
+
+// Lists are sorted by updated_at only when asked (sort=updated_at); other
+// lists come by name, deleted records by id; answers carry the server's
+// Date.
+func TestListOrder(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	s, err := New(Options{Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _, _ := s.IssueTokens()
+	zed := s.Put("biz-1", "contacts", map[string]any{"name": "Zed"})
+	clk.t = clk.t.Add(time.Second)
+	amy := s.Put("biz-1", "contacts", map[string]any{"name": "amy"})
+	inv1 := s.Put("biz-1", "sales_invoices", map[string]any{"displayed_as": "Z"})
+	clk.t = clk.t.Add(time.Second)
+	inv2 := s.Put("biz-1", "sales_invoices", map[string]any{"displayed_as": "A"})
+	order := func(path string) string {
+		t.Helper()
+		r := httptest.NewRequest("GET", path, nil)
+		r.Header.Set("Authorization", "Bearer "+a)
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, r)
+		if d := w.Header().Get("Date"); d != clk.t.Format(http.TimeFormat) {
+			t.Errorf("Date %q", d)
+		}
+		var env struct {
+			Items []struct{ ID string } `json:"$items"`
+		}
+		_ = json.Unmarshal(w.Body.Bytes(), &env)
+		var ids []string
+		for _, it := range env.Items {
+			ids = append(ids, it.ID)
+		}
+		return strings.Join(ids, ",")
+	}
+	if got := order("/contacts"); got != amy+","+zed {
+		t.Errorf("contacts %s, want by name", got)
+	}
+	if got := order("/sales_invoices"); got != inv2+","+inv1 {
+		t.Errorf("invoices without sort %s, want by displayed_as", got)
+	}
+	if got := order("/sales_invoices?sort=updated_at:asc"); got != inv1+","+inv2 {
+		t.Errorf("invoices sorted %s, want by updated_at", got)
+	}
+	s.Delete("biz-1", "contacts", amy)
+	clk.t = clk.t.Add(time.Second)
+	s.Delete("biz-1", "contacts", zed)
+	if got := order("/contacts?deleted_since=2000-01-01T00:00:00Z"); got != zed+","+amy {
+		t.Errorf("deleted %s, want by id", got)
+	}
+}
+
+// Faults can target one kind of request, and be applied before failing.
+func TestFaultMatchApplied(t *testing.T) {
+	s, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _, _ := s.IssueTokens()
+	s.InjectFaults(Fault{Status: 502, Applied: true, Match: "POST /contacts"})
+	if code, _ := do(t, s, "GET", "/contacts", a, ""); code != 200 {
+		t.Fatalf("GET meets a POST's fault: %d", code)
+	}
+	if code, _ := do(t, s, "POST", "/contacts", a, `{"contact":{"name":"A","contact_type_ids":["CUSTOMER"]}}`); code != 502 {
+		t.Fatalf("POST: %d, want 502", code)
+	}
+	if n := len(s.List("biz-1", "contacts")); n != 1 {
+		t.Fatalf("%d contacts after an applied fault, want 1", n)
+	}
+}
