@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -234,8 +236,17 @@ func (w *writer) batch(ctx context.Context, op string, idx []int) {
 		inputs[j] = in
 	}
 	var ans batchAnswer
+	sent := w.c.now()
 	_, err := w.s.do(ctx, http.MethodPost, "/crm/v3/objects/"+w.o.name+"/batch/"+op, nil, map[string]any{"inputs": inputs}, &ans)
 	if err != nil {
+		if op == "create" && ctx.Err() == nil && outcomeUnknown(err) {
+			// HubSpot may have created the records before failing: answering
+			// retryable would make the host create them again.
+			idx = w.findCreated(ctx, idx, sent)
+			if len(idx) == 0 {
+				return
+			}
+		}
 		if !w.callFailed(idx, err) {
 			half := len(idx) / 2
 			w.batch(ctx, op, idx[:half])
@@ -306,4 +317,136 @@ func (w *writer) batch(ctx context.Context, op string, idx []int) {
 			w.retry(i, 0, "HubSpot answered no result for this record")
 		}
 	}
+}
+
+// outcomeUnknown reports whether a failed call may have been applied: a
+// server error or no answer at all.
+func outcomeUnknown(err error) bool {
+	e, ok := asAPIError(err)
+	return !ok || e.Status >= 500
+}
+
+// Looking for the records a failed create may have made.
+const (
+	// createdMargin: records created from this long before the call count
+	// (clock differences between HubSpot and us).
+	createdMargin = time.Minute
+	// maxLookupProps is how many properties of a record the search filters
+	// on (6 filters per group, one is the creation time).
+	maxLookupProps = 5
+)
+
+// findCreated looks, after a create whose outcome is unknown, for the
+// records it may have made: records created since the call (less a margin)
+// with every property sent. A record with exactly one such match is settled
+// OK with it; the others (none, or several matches) are returned.
+func (w *writer) findCreated(ctx context.Context, idx []int, sent time.Time) []int {
+	// Fresh writes take a few seconds to show in search.
+	if d := w.cfg.searchDelay(); d > 0 {
+		if wait := sent.Add(d).Sub(w.c.now()); wait > 0 {
+			if err := w.c.sleep(ctx, wait); err != nil {
+				return idx
+			}
+		}
+	}
+	since := strconv.FormatInt(sent.Add(-createdMargin).UnixMilli(), 10)
+	matches := map[int][]string{}
+	found := map[string]hsObject{}
+	var group []int
+	var req searchRequest
+	nFilters := 0
+	search := func() {
+		if len(group) == 0 {
+			return
+		}
+		defer func() { group, req, nFilters = nil, searchRequest{}, 0 }()
+		req.Sorts, req.Limit = []string{"createdate"}, MaxSearchLimit
+		var page pageAnswer
+		if _, err := w.s.do(ctx, http.MethodPost, "/crm/v3/objects/"+w.o.name+"/search", nil, req, &page); err != nil {
+			return // not found: retryable
+		}
+		for _, i := range group {
+			for _, r := range page.Results {
+				if sameProperties(w.props[i], r.Properties) {
+					matches[i] = append(matches[i], r.ID)
+					found[r.ID] = r
+				}
+			}
+		}
+	}
+	for _, i := range idx {
+		var keys []string
+		for k, v := range w.props[i] {
+			if strings.TrimSpace(v) != "" {
+				keys = append(keys, k)
+			}
+		}
+		if len(keys) == 0 {
+			continue // nothing to recognise it by
+		}
+		sort.Strings(keys)
+		fs := []searchFilter{{"createdate", "GTE", since}}
+		for _, k := range keys[:min(len(keys), maxLookupProps)] {
+			fs = append(fs, searchFilter{k, "EQ", w.props[i][k]})
+		}
+		if len(req.FilterGroups) == 5 || nFilters+len(fs) > 18 {
+			search()
+		}
+		if req.Properties == nil {
+			req.Properties = w.o.properties()
+		}
+		for _, k := range keys {
+			if !slices.Contains(req.Properties, k) {
+				req.Properties = append(req.Properties, k)
+			}
+		}
+		req.FilterGroups = append(req.FilterGroups, filterGroup{Filters: fs})
+		nFilters += len(fs)
+		group = append(group, i)
+	}
+	search()
+	claims := map[string]int{}
+	for _, ids := range matches {
+		if len(ids) == 1 {
+			claims[ids[0]]++
+		}
+	}
+	var rest []int
+	for _, i := range idx {
+		ids := matches[i]
+		if len(ids) != 1 || claims[ids[0]] != 1 {
+			rest = append(rest, i)
+			continue
+		}
+		r := found[ids[0]]
+		res := &w.results[i]
+		res.Status, res.ID, res.Action = sdk.WriteOK, r.ID, sdk.ActionCreated
+		res.Fields = w.o.toFields(r.ID, r.Properties)
+	}
+	return rest
+}
+
+// sameProperties reports whether a record holds every non-empty property
+// sent (HubSpot may normalise case, spaces and numbers).
+func sameProperties(sent map[string]string, got map[string]*string) bool {
+	for k, v := range sent {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue
+		}
+		g, ok := got[k]
+		if !ok || g == nil {
+			return false
+		}
+		h := strings.TrimSpace(*g)
+		if strings.EqualFold(v, h) {
+			continue
+		}
+		x, errX := strconv.ParseFloat(v, 64)
+		y, errY := strconv.ParseFloat(h, 64)
+		if errX != nil || errY != nil || x != y {
+			return false
+		}
+	}
+	return true
 }
