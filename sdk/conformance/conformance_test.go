@@ -28,6 +28,7 @@ const (
 	duplicateWrites      // writing the same record twice creates it twice
 	noCheckpoint         // batches carry no checkpoint
 	leaksGoroutine       // Read leaves a goroutine behind
+	checkpointAtEnd      // not a flaw: only the last batch carries the checkpoint
 )
 
 // store is the in-memory app behind memConn, shared by the connectors of
@@ -153,7 +154,7 @@ func (c *memConn) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.ReadSi
 			}
 			batch.Records = append(batch.Records, sdk.Record{ID: p.ID, UpdatedAt: p.UpdatedAt, Fields: fields})
 		}
-		if c.flaw != noCheckpoint {
+		if c.flaw != noCheckpoint && (c.flaw != checkpointAtEnd || end == len(people)) {
 			batch.Checkpoint = []byte(`{"next":` + strconv.Itoa(end) + `}`)
 		}
 		if err := sink.Emit(ctx, batch); err != nil {
@@ -305,4 +306,11 @@ func TestBrokenConnectorsFail(t *testing.T) {
 	if t.Failed() {
 		t.Logf("subprocess output:\n%s", out)
 	}
+}
+
+// A connector that can only checkpoint once its whole listing is read (an
+// unsorted listing) conforms: batches may leave the checkpoint where it is.
+// Not parallel: the kit's goroutine-leak check must not see other tests'.
+func TestCheckpointOnlyAtTheEndConforms(t *testing.T) {
+	conformance.Run(t, suite(checkpointAtEnd))
 }
