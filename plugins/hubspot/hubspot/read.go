@@ -163,12 +163,12 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 		return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: sdk.Diagnostics{sdk.Errorf("", "unknown object", fmt.Sprintf("%q is not a HubSpot object this connector reads", req.Object))}})
 	}
 	cur := cursor{V: cursorVersion}
-	first := len(req.Cursor) == 0
+	first, legacy := len(req.Cursor) == 0, false
 	if !first {
 		if err := json.Unmarshal(req.Cursor, &cur); err != nil || (cur.V != 1 && cur.V != cursorVersion) {
 			return sink.Emit(ctx, sdk.ReadBatch{Diagnostics: sdk.Diagnostics{sdk.Errorf("", "invalid cursor", "the checkpoint was not written by this connector version")}})
 		}
-		if cur.V == 1 {
+		if legacy = cur.V == 1; legacy {
 			// Which records of that millisecond were read is unknown: read
 			// them all again.
 			cur = cursor{V: cursorVersion, TS: cur.TS, ArchTS: cur.ArchTS, ArchIDs: cur.ArchIDs}
@@ -189,7 +189,10 @@ func (c *Connector) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 	s := c.newSession(cfg)
 	var lastCP, lastCfg []byte
 	if !first {
-		lastCP = req.Cursor
+		lastCP = cur.encode()
+		if legacy {
+			lastCP = req.Cursor // hand the new form over
+		}
 	}
 	emit := func(recs []sdk.Record, cp cursor) error {
 		lastCP, lastCfg = cp.encode(), s.updatedConfig()

@@ -148,3 +148,21 @@ func TestReadVersion1Checkpoint(t *testing.T) {
 	got := ids(readAll(t, e.conn, sdk.ReadRequest{Config: e.config("test-token"), Object: "contacts", Cursor: v1}))
 	checkExactlyOnce(t, all, got)
 }
+
+// A checkpoint stored in another JSON form (PostgreSQL jsonb reorders keys)
+// does not make an idle read hand over an empty batch.
+func TestReadIdleWithReencodedCheckpoint(t *testing.T) {
+	e := newEnv(t, fake.Options{TieOrder: fake.TiesShuffled})
+	seedSharedTimestamps(e, 3, 4)
+	cfg := e.config("test-token")
+	b := readAll(t, e.conn, sdk.ReadRequest{Config: cfg, Object: "contacts", BatchSize: 2})
+	var m map[string]any
+	if err := json.Unmarshal(b[len(b)-1].Checkpoint, &m); err != nil {
+		t.Fatal(err)
+	}
+	cp, _ := json.MarshalIndent(m, "", " ")
+	e.clock.Add(time.Minute)
+	if b := readAll(t, e.conn, sdk.ReadRequest{Config: cfg, Object: "contacts", Cursor: cp}); len(b) != 0 {
+		t.Fatalf("idle read handed over %d batches", len(b))
+	}
+}
