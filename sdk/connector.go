@@ -251,6 +251,13 @@ type WriteRecord struct {
 	ID     string
 	Fields json.RawMessage
 	Delete bool
+	// MayExistSince is set on a create (no ID) whose earlier attempt has an
+	// unknown outcome: the host sent it and then died, or lost the answer.
+	// The record may already exist in the app, created at or after this
+	// time. A connector whose object has no natural key looks for it (by
+	// the fields sent) before creating, and answers OK with its id when
+	// exactly one matches, so that a record is never created twice.
+	MayExistSince time.Time
 }
 
 // WriteRequest is one batch of changes.

@@ -424,6 +424,7 @@ func writeRequestToProto(r WriteRequest) *connectorv1.WriteRequest {
 			p.Id = w.ID
 			p.Fields = w.Fields
 			p.Delete = w.Delete
+			p.MayExistSinceUs = timeToMicros(w.MayExistSince)
 			out.Records[i] = p
 		}
 	}
@@ -436,10 +437,11 @@ func writeRequestFromProto(r *connectorv1.WriteRequest) WriteRequest {
 		out.Records = make([]WriteRecord, len(recs))
 		for i, x := range recs {
 			out.Records[i] = WriteRecord{
-				Ref:    x.GetRef(),
-				ID:     x.GetId(),
-				Fields: rawFromBytes(x.GetFields()),
-				Delete: x.GetDelete(),
+				Ref:           x.GetRef(),
+				ID:            x.GetId(),
+				Fields:        rawFromBytes(x.GetFields()),
+				Delete:        x.GetDelete(),
+				MayExistSince: timeFromMicros(x.GetMayExistSinceUs()),
 			}
 		}
 	}

@@ -1553,11 +1553,16 @@ type WriteRecord struct {
 	// Host-chosen reference echoed in the result.
 	Ref string `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
 	// The app's id of the record; empty to create (or upsert by natural key).
-	Id            string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
-	Fields        []byte `protobuf:"bytes,3,opt,name=fields,proto3" json:"fields,omitempty"`
-	Delete        bool   `protobuf:"varint,4,opt,name=delete,proto3" json:"delete,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Id     string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Fields []byte `protobuf:"bytes,3,opt,name=fields,proto3" json:"fields,omitempty"`
+	Delete bool   `protobuf:"varint,4,opt,name=delete,proto3" json:"delete,omitempty"`
+	// Set on a create whose earlier attempt has an unknown outcome (the host
+	// died or lost the answer after sending it): the record may already exist
+	// in the app, created at or after this time (unix microseconds). The
+	// connector looks for it before creating, and answers it when found.
+	MayExistSinceUs int64 `protobuf:"varint,5,opt,name=may_exist_since_us,json=mayExistSinceUs,proto3" json:"may_exist_since_us,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *WriteRecord) Reset() {
@@ -1616,6 +1621,13 @@ func (x *WriteRecord) GetDelete() bool {
 		return x.Delete
 	}
 	return false
+}
+
+func (x *WriteRecord) GetMayExistSinceUs() int64 {
+	if x != nil {
+		return x.MayExistSinceUs
+	}
+	return 0
 }
 
 type WriteRequest struct {
@@ -2301,12 +2313,13 @@ const file_proto_connector_v1_connector_proto_rawDesc = "" +
 	"checkpoint\x18\x02 \x01(\fR\n" +
 	"checkpoint\x12C\n" +
 	"\vdiagnostics\x18\x03 \x03(\v2!.synchron.connector.v1.DiagnosticR\vdiagnostics\x12%\n" +
-	"\x0eupdated_config\x18\x04 \x01(\fR\rupdatedConfig\"_\n" +
+	"\x0eupdated_config\x18\x04 \x01(\fR\rupdatedConfig\"\x8c\x01\n" +
 	"\vWriteRecord\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
 	"\x06fields\x18\x03 \x01(\fR\x06fields\x12\x16\n" +
-	"\x06delete\x18\x04 \x01(\bR\x06delete\"|\n" +
+	"\x06delete\x18\x04 \x01(\bR\x06delete\x12+\n" +
+	"\x12may_exist_since_us\x18\x05 \x01(\x03R\x0fmayExistSinceUs\"|\n" +
 	"\fWriteRequest\x12\x16\n" +
 	"\x06config\x18\x01 \x01(\fR\x06config\x12\x16\n" +
 	"\x06object\x18\x02 \x01(\tR\x06object\x12<\n" +
