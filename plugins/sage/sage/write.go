@@ -129,8 +129,10 @@ func (k *call) writeOne(ctx context.Context, o objectDef, r sdk.WriteRecord, res
 		return fmt.Errorf("%w: %w", errBadRecord, err)
 	}
 	id := r.ID
+	upsert := false
 	if id == "" && o.naturalKey != "" {
 		if key, ok := fields[o.naturalKey].(string); ok && key != "" {
+			upsert = true
 			if id, err = k.lookup(ctx, o, key); err != nil {
 				return err
 			}
@@ -138,7 +140,16 @@ func (k *call) writeOne(ctx context.Context, o objectDef, r sdk.WriteRecord, res
 	}
 	if id == "" {
 		res.Action = sdk.ActionCreated
-		return k.create(ctx, o, fields, body, res, claimed)
+		// A create the host marks MayExistSince (an earlier attempt's
+		// outcome is unknown) looks for the record first. Not when it
+		// upserts by its natural key (contacts with a reference, products
+		// with an item_code): the lookup above already found it if it was
+		// made, so nothing more to do there.
+		var mayExist time.Time
+		if !upsert {
+			mayExist = r.MayExistSince
+		}
+		return k.create(ctx, o, fields, body, mayExist, res, claimed)
 	}
 	var out map[string]any
 	if err := k.do(ctx, http.MethodPut, "/"+o.path+"/"+url.PathEscape(id), body, &out); err != nil {
@@ -204,9 +215,18 @@ func (e *errAmbiguous) Error() string {
 // the fields sent): one found is the answer (created); none, the create is
 // retryable; a failed look is retryable without sending again, and the
 // process remembers the create so that its next attempt looks first.
-func (k *call) create(ctx context.Context, o objectDef, fields, body map[string]any, res *sdk.WriteResult, claimed map[string]bool) error {
+//
+// mayExist (sdk.WriteRecord.MayExistSince, zero when unset) is the host's
+// own unknown outcome (it died or lost the answer after sending the create,
+// possibly in another process): the same look, from mayExist, is made
+// before sending; the earlier of it and the process's memory bounds it.
+func (k *call) create(ctx context.Context, o objectDef, fields, body map[string]any, mayExist time.Time, res *sdk.WriteResult, claimed map[string]bool) error {
 	key := k.pendingKey(o, body)
-	if since, ok := k.c.pendingCreate(key); ok {
+	since, ok := k.c.pendingCreate(key)
+	if !mayExist.IsZero() && (!ok || mayExist.Before(since)) {
+		since, ok = mayExist, true
+	}
+	if ok {
 		found, err := k.findCreated(ctx, o, fields, since, claimed)
 		if err != nil {
 			return &errUnchecked{nil, err}
