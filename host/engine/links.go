@@ -489,6 +489,9 @@ func (j *linkJob) chunk(ctx context.Context, my Side, rows []row) error {
 			return err
 		}
 	}
+	if err := j.journalCreates(ctx, other, writes, byRef); err != nil {
+		return err
+	}
 	if len(writes) > 0 {
 		results, err := writeWithRetry(ctx, j.sides[other], writes, j.retry)
 		if err != nil && !errors.Is(err, ErrRetriesExhausted) {
@@ -517,6 +520,54 @@ func (j *linkJob) chunk(ctx context.Context, my Side, rows []row) error {
 		return err
 	}
 	return j.commitChunk(ctx, my, rows, ops, settled)
+}
+
+// journalCreates records the creates of a chunk before they are sent
+// (pending_creates), and marks those an earlier attempt already sent with
+// MayExistSince: their outcome is unknown (the host died, or the app kept
+// answering retryable errors), and the connector looks for the record
+// before creating it again. commitChunk removes the rows of the creates
+// whose outcome it records.
+func (j *linkJob) journalCreates(ctx context.Context, to Side, writes []sdk.WriteRecord, byRef map[string]*op) error {
+	var ids []string
+	for _, w := range writes {
+		if o := byRef[w.Ref]; o.kind == ActCreate && w.ID == "" && !w.Delete {
+			ids = append(ids, o.r.RecordID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	var earlier []struct {
+		RecordID  string    `db:"record_id"`
+		StartedAt time.Time `db:"started_at"`
+	}
+	if err := j.db.SelectContext(ctx, &earlier, `
+		WITH ins AS (
+			INSERT INTO pending_creates (account_id, workflow_id, side, record_id)
+			SELECT $1, $2, $3, unnest($4::text[])
+			ON CONFLICT (workflow_id, side, record_id) DO NOTHING
+			RETURNING record_id)
+		SELECT record_id, started_at FROM pending_creates
+		WHERE workflow_id = $2 AND side = $3 AND record_id = ANY($4) AND record_id NOT IN (SELECT record_id FROM ins)`,
+		j.accountID, j.wfID, string(to), pq.Array(ids)); err != nil {
+		return fmt.Errorf("journal creates: %w", err)
+	}
+	if len(earlier) == 0 {
+		return nil
+	}
+	since := make(map[string]time.Time, len(earlier))
+	for _, e := range earlier {
+		since[e.RecordID] = e.StartedAt
+	}
+	for i, w := range writes {
+		if o := byRef[w.Ref]; o.kind == ActCreate {
+			if t, ok := since[o.r.RecordID]; ok {
+				writes[i].MayExistSince = t
+			}
+		}
+	}
+	return nil
 }
 
 // resolveLookups resolves the lookup rules of the writes to the target; the
@@ -1306,6 +1357,22 @@ func (j *linkJob) commitChunk(ctx context.Context, my Side, rows []row, ops []*o
 			return fmt.Errorf("mark settled records done: %w", err)
 		}
 	}
+	// Creates whose outcome is known leave the journal (journalCreates): the
+	// app answered created (now linked) or refused them. Retryable ones
+	// stay: the app may have created them anyway.
+	var known []string
+	for _, o := range ops {
+		if o.kind == ActCreate && o.write != nil && o.result != nil &&
+			(o.result.Status == sdk.WriteOK || o.result.Status == sdk.WriteRejected) {
+			known = append(known, o.r.RecordID)
+		}
+	}
+	if len(known) > 0 && !j.dry {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM pending_creates WHERE workflow_id = $1 AND side = $2 AND record_id = ANY($3)`,
+			j.wfID, string(other), pq.Array(known)); err != nil {
+			return fmt.Errorf("clear the create journal: %w", err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit chunk: %w", err)
 	}
@@ -1523,6 +1590,11 @@ func (j *linkJob) finish(ctx context.Context) error {
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM run_stage WHERE run_id = $1`, j.runID); err != nil {
 		return fmt.Errorf("clear stage: %w", err)
+	}
+	// A create journaled a week ago whose record never came back (deleted,
+	// filtered out since) is forgotten.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM pending_creates WHERE workflow_id = $1 AND started_at < now() - interval '7 days'`, j.wfID); err != nil {
+		return fmt.Errorf("prune the create journal: %w", err)
 	}
 	return tx.Commit()
 }
