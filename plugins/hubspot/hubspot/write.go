@@ -106,6 +106,12 @@ func (c *Connector) Write(ctx context.Context, req sdk.WriteRequest) (*sdk.Write
 			create = append(create, i)
 		}
 	}
+	// Creates the host marks MayExistSince (an earlier attempt was sent and
+	// its outcome lost) are looked for first, before this call writes
+	// anything; those not found join the batch create. Upserts by email
+	// (contacts with an email) need no look: the upsert updates the record
+	// the lost attempt made, if any.
+	create = w.mayExist(ctx, create)
 	for _, chunk := range chunks(archive, nil) {
 		w.archive(ctx, chunk)
 	}
@@ -341,17 +347,105 @@ const (
 // with every property sent. A record with exactly one such match is settled
 // OK with it; the others (none, or several matches) are returned.
 func (w *writer) findCreated(ctx context.Context, idx []int, sent time.Time) []int {
-	// Fresh writes take a few seconds to show in search.
-	if d := w.cfg.searchDelay(); d > 0 {
-		if wait := sent.Add(d).Sub(w.c.now()); wait > 0 {
-			if err := w.c.sleep(ctx, wait); err != nil {
-				return idx
-			}
+	if w.waitIndexed(ctx, sent) != nil {
+		return idx
+	}
+	// A failed search leaves its records unmatched: retryable.
+	matches, found, _ := w.lookCreated(ctx, idx, sent, nil)
+	claims := map[string]int{}
+	for _, ids := range matches {
+		if len(ids) == 1 {
+			claims[ids[0]]++
 		}
 	}
+	var rest []int
+	for _, i := range idx {
+		ids := matches[i]
+		if len(ids) != 1 || claims[ids[0]] != 1 {
+			rest = append(rest, i)
+			continue
+		}
+		w.settleFound(i, found[ids[0]])
+	}
+	return rest
+}
+
+// waitIndexed waits until records created at sent show in search (fresh
+// writes take a few seconds: search_delay_seconds).
+func (w *writer) waitIndexed(ctx context.Context, sent time.Time) error {
+	if d := w.cfg.searchDelay(); d > 0 {
+		if wait := sent.Add(d).Sub(w.c.now()); wait > 0 {
+			return w.c.sleep(ctx, wait)
+		}
+	}
+	return nil
+}
+
+func (w *writer) settleFound(i int, r hsObject) {
+	res := &w.results[i]
+	res.Status, res.ID, res.Action = sdk.WriteOK, r.ID, sdk.ActionCreated
+	res.Fields = w.o.toFields(r.ID, r.Properties)
+}
+
+// mayExist looks for the record of each create marked MayExistSince (one
+// search each: such records are rare, only after the host lost an answer),
+// among the records created since that time (less createdMargin) with every
+// property sent, leaving out records already answered to an earlier record
+// of the call. One match answers the record OK (created) with it; several
+// reject it naming them; a failed search makes it retryable (it is not
+// sent). It returns the creates to send: those without MayExistSince and
+// those not found.
+func (w *writer) mayExist(ctx context.Context, create []int) []int {
+	var send []int
+	claimed := map[string]bool{}
+	for _, i := range create {
+		since := w.req.Records[i].MayExistSince
+		if since.IsZero() {
+			send = append(send, i)
+			continue
+		}
+		if err := w.waitIndexed(ctx, since); err != nil {
+			w.retry(i, 0, "hubspot: looking for the record an earlier attempt may have created: "+err.Error())
+			continue
+		}
+		matches, found, err := w.lookCreated(ctx, []int{i}, since, claimed)
+		if err != nil {
+			// Never sent blindly: retryable, whatever the search's failure.
+			var after time.Duration
+			if e, ok := asAPIError(err); ok {
+				after = e.RetryAfter
+			}
+			if d, ok := credentialDiagnostic(err, w.cfg); ok && len(w.diags) == 0 {
+				w.diags = append(w.diags, d)
+			}
+			w.retry(i, after, "hubspot: an earlier attempt of this create had an unknown outcome and looking for the record failed ("+
+				err.Error()+"): not sent; the next attempt looks again")
+			continue
+		}
+		switch ids := matches[i]; len(ids) {
+		case 0:
+			send = append(send, i)
+		case 1:
+			claimed[ids[0]] = true
+			w.settleFound(i, found[ids[0]])
+		default:
+			w.reject(i, fmt.Sprintf("hubspot: an earlier attempt of this create had an unknown outcome and %d records like it were created since (%s): not created again; check them in HubSpot",
+				len(ids), strings.Join(ids, ", ")))
+		}
+	}
+	return send
+}
+
+// lookCreated searches, for each record of idx, the records created since
+// sent (less createdMargin) holding every property sent, ids in skip left
+// out. It returns each record's matching ids and the records found; err is
+// the first failed search (its records have no matches). A record without
+// any property is not searched (nothing to recognise it by).
+func (w *writer) lookCreated(ctx context.Context, idx []int, sent time.Time, skip map[string]bool) (map[int][]string, map[string]hsObject, error) {
 	since := strconv.FormatInt(sent.Add(-createdMargin).UnixMilli(), 10)
 	matches := map[int][]string{}
 	found := map[string]hsObject{}
+	var firstErr error
 	var group []int
 	var req searchRequest
 	nFilters := 0
@@ -363,11 +457,14 @@ func (w *writer) findCreated(ctx context.Context, idx []int, sent time.Time) []i
 		req.Sorts, req.Limit = []string{"createdate"}, MaxSearchLimit
 		var page pageAnswer
 		if _, err := w.s.do(ctx, http.MethodPost, "/crm/v3/objects/"+w.o.name+"/search", nil, req, &page); err != nil {
-			return // not found: retryable
+			if firstErr == nil {
+				firstErr = err
+			}
+			return
 		}
 		for _, i := range group {
 			for _, r := range page.Results {
-				if sameProperties(w.props[i], r.Properties) {
+				if !skip[r.ID] && sameProperties(w.props[i], r.Properties) {
 					matches[i] = append(matches[i], r.ID)
 					found[r.ID] = r
 				}
@@ -405,25 +502,7 @@ func (w *writer) findCreated(ctx context.Context, idx []int, sent time.Time) []i
 		group = append(group, i)
 	}
 	search()
-	claims := map[string]int{}
-	for _, ids := range matches {
-		if len(ids) == 1 {
-			claims[ids[0]]++
-		}
-	}
-	var rest []int
-	for _, i := range idx {
-		ids := matches[i]
-		if len(ids) != 1 || claims[ids[0]] != 1 {
-			rest = append(rest, i)
-			continue
-		}
-		r := found[ids[0]]
-		res := &w.results[i]
-		res.Status, res.ID, res.Action = sdk.WriteOK, r.ID, sdk.ActionCreated
-		res.Fields = w.o.toFields(r.ID, r.Properties)
-	}
-	return rest
+	return matches, found, firstErr
 }
 
 // sameProperties reports whether a record holds every non-empty property
