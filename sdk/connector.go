@@ -147,6 +147,12 @@ type Object struct {
 	Writable    bool    `json:"writable"`
 	Incremental bool    `json:"incremental"`
 	Deletes     bool    `json:"deletes"`
+	// UpsertKey is the field by which a write without ID updates the record
+	// that has its value instead of creating another (email, reference, a
+	// primary key). Empty: a write without ID always creates; the host then
+	// keeps links to the records it created (so that a changed source
+	// record updates its target record instead of creating a new one).
+	UpsertKey string `json:"upsert_key,omitempty"`
 }
 
 // Field returns the named field and whether it exists.

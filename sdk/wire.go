@@ -205,6 +205,7 @@ func objectsToProto(objs []Object) []*connectorv1.ObjectSpec {
 			Writable:    o.Writable,
 			Incremental: o.Incremental,
 			Deletes:     o.Deletes,
+			UpsertKey:   o.UpsertKey,
 		}
 	}
 	return out
@@ -225,6 +226,7 @@ func objectsFromProto(objs []*connectorv1.ObjectSpec) []Object {
 			Writable:    o.GetWritable(),
 			Incremental: o.GetIncremental(),
 			Deletes:     o.GetDeletes(),
+			UpsertKey:   o.GetUpsertKey(),
 		}
 	}
 	return out

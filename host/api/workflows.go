@@ -237,6 +237,8 @@ func (s *server) validateWorkflow(ctx context.Context, acc store.Account, w *sto
 			dst.object.Name, dst.app.Name)
 	}
 
+	key := dst.object.UpsertKey
+	w.TargetUpsertKey = &key
 	rules, err := mapping.Parse(w.Mapping)
 	if err == nil && !twoWay {
 		// Rules default to both ways: in a one-way workflow they flow only

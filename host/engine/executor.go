@@ -332,6 +332,7 @@ type workflowRow struct {
 	Deletes            string          `db:"deletes"`
 	WriteBack          []byte          `db:"write_back"`
 	DeleteThreshold    float64         `db:"delete_threshold_pct"`
+	TargetUpsertKey    sql.NullString  `db:"target_upsert_key"`
 	SourceApp          string          `db:"source_app"`
 	SourceConfig       []byte          `db:"source_config"`
 	TargetApp          string          `db:"target_app"`
@@ -343,7 +344,7 @@ func (e *Executor) loadWorkflow(ctx context.Context, accountID, workflowID strin
 	err := e.db.GetContext(ctx, &w, `
 		SELECT w.id, w.account_id, w.source_connection_id, w.source_object, w.target_connection_id,
 			w.target_object, w.mapping, w.cursor, w.target_cursor, w.direction, w.match, w.filter, w.conflict,
-			w.deletes, w.write_back, w.delete_threshold_pct,
+			w.deletes, w.write_back, w.delete_threshold_pct, w.target_upsert_key,
 			s.app AS source_app, s.config_enc AS source_config, t.app AS target_app, t.config_enc AS target_config
 		FROM workflows w
 		JOIN connections s ON s.id = w.source_connection_id AND s.account_id = w.account_id
@@ -460,10 +461,14 @@ func retryableRunError(err error) bool {
 }
 
 // linked reports whether a workflow needs the link table: two-way, or
-// one-way with matching, write-back or deletes. Plain one-way workflows take
-// the streaming fast path (upsert by the target's key).
+// one-way with matching, write-back or deletes, or into an object without
+// an upsert key. Other one-way workflows take the streaming fast path
+// (upsert by the target's key).
 func (w *workflowRow) linked() bool {
-	return w.Direction == "two_way" || !isNullJSON(w.Match) || !isNullJSON(w.WriteBack) || w.Deletes != DeletesIgnore
+	return w.Direction == "two_way" || !isNullJSON(w.Match) || !isNullJSON(w.WriteBack) || w.Deletes != DeletesIgnore ||
+		// A target where writes without id always create (no upsert key):
+		// links make a changed source record update what it created.
+		(w.TargetUpsertKey.Valid && w.TargetUpsertKey.String == "")
 }
 
 func isNullJSON(b []byte) bool {

@@ -59,6 +59,10 @@ type Workflow struct {
 	// DeleteThresholdPct (0 to 100) is stored as given: callers apply
 	// DefaultDeleteThresholdPct.
 	DeleteThresholdPct float64 `db:"delete_threshold_pct"`
+	// TargetUpsertKey is the target object's upsert key when the workflow
+	// was created ("": writes without id always create there; nil: not
+	// known, a workflow created before it was recorded).
+	TargetUpsertKey *string `db:"target_upsert_key"`
 	// Version counts the changes of the settings (not of the cursor).
 	Version   int       `db:"version"`
 	CreatedBy string    `db:"created_by"`
@@ -68,7 +72,7 @@ type Workflow struct {
 
 const workflowColumns = `id, account_id, name, source_connection_id, source_object, target_connection_id, target_object,
 	direction, mapping, match, conflict, deletes, write_back, interval_seconds, shared, status, next_run_at, cursor,
-	target_cursor, filter, delete_threshold_pct, version, created_by, created_at, updated_at`
+	target_cursor, filter, delete_threshold_pct, version, created_by, created_at, updated_at, target_upsert_key`
 
 // CreateWorkflow inserts a workflow (w.ID is chosen when empty). ErrNotFound
 // if a connection is not the account's.
@@ -79,12 +83,12 @@ func (s *Store) CreateWorkflow(ctx context.Context, w Workflow) (Workflow, error
 	var out Workflow
 	err := s.db.GetContext(ctx, &out, `INSERT INTO workflows (id, account_id, name, source_connection_id, source_object,
 			target_connection_id, target_object, direction, mapping, match, conflict, deletes, write_back,
-			interval_seconds, shared, status, next_run_at, created_by, filter, delete_threshold_pct)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+			interval_seconds, shared, status, next_run_at, created_by, filter, delete_threshold_pct, target_upsert_key)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
 		RETURNING `+workflowColumns,
 		w.ID, w.AccountID, w.Name, w.SourceConnectionID, w.SourceObject, w.TargetConnectionID, w.TargetObject,
 		w.Direction, []byte(w.Mapping), w.Match, w.Conflict, w.Deletes, w.WriteBack,
-		w.IntervalSeconds, w.Shared, w.Status, w.NextRunAt, w.CreatedBy, w.Filter, w.DeleteThresholdPct)
+		w.IntervalSeconds, w.Shared, w.Status, w.NextRunAt, w.CreatedBy, w.Filter, w.DeleteThresholdPct, w.TargetUpsertKey)
 	if err != nil {
 		if code, _ := pgCode(err); code == pgForeignKeyViolation {
 			return Workflow{}, fmt.Errorf("store: create workflow: connection: %w", ErrNotFound)

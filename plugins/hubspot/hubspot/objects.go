@@ -34,7 +34,7 @@ func objects() []objectDef {
 		fs := append([]sdk.Field{id}, fields...)
 		fs = append(fs, created, ro(typed(lastMod, sdk.TypeDateTime, "Last change of the record.")))
 		return objectDef{name: name, lastModified: lastMod, natural: natural, obj: sdk.Object{
-			Name: name, Description: desc, Fields: fs, IDField: "id",
+			Name: name, Description: desc, Fields: fs, IDField: "id", UpsertKey: natural,
 			Readable: true, Writable: true, Incremental: true, Deletes: true,
 		}}
 	}

@@ -349,6 +349,7 @@ func (t *table) object(name string) sdk.Object {
 		Description: fmt.Sprintf("Rows of the PostgreSQL table %s, keyed by %s.", t.qname, quoteIdent(t.pk.name)),
 		Fields:      fields,
 		IDField:     t.pk.name,
+		UpsertKey:   t.pk.name, // writes upsert by the primary key
 		Readable:    true,
 		Writable:    true,
 		Incremental: t.updatedAt != nil,

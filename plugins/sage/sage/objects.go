@@ -127,7 +127,7 @@ func findObject(name string) (objectDef, bool) {
 }
 
 func (o objectDef) sdkObject() sdk.Object {
-	return sdk.Object{Name: o.name, Description: o.description, Fields: o.fields, IDField: "id",
+	return sdk.Object{Name: o.name, Description: o.description, Fields: o.fields, IDField: "id", UpsertKey: o.naturalKey,
 		Readable: true, Writable: o.writable, Incremental: true, Deletes: o.deletes}
 }
 

@@ -22,7 +22,7 @@ func objects() []sdk.Object {
 	rw := func(name, typ, desc string) sdk.Field { return sdk.Field{Name: name, Type: typ, Description: desc} }
 	return []sdk.Object{
 		{
-			Name: "customers", Description: "Customers of the shop", IDField: "id",
+			Name: "customers", Description: "Customers of the shop", IDField: "id", UpsertKey: "email",
 			Readable: true, Writable: true, Incremental: true,
 			Fields: []sdk.Field{
 				ro("id", sdk.TypeString, "Global id (gid://shopify/Customer/...)"),

@@ -834,11 +834,16 @@ type ObjectSpec struct {
 	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
 	Fields      []*Field               `protobuf:"bytes,3,rep,name=fields,proto3" json:"fields,omitempty"`
 	// The field holding the record id.
-	IdField       string `protobuf:"bytes,4,opt,name=id_field,json=idField,proto3" json:"id_field,omitempty"`
-	Readable      bool   `protobuf:"varint,5,opt,name=readable,proto3" json:"readable,omitempty"`
-	Writable      bool   `protobuf:"varint,6,opt,name=writable,proto3" json:"writable,omitempty"`
-	Incremental   bool   `protobuf:"varint,7,opt,name=incremental,proto3" json:"incremental,omitempty"`
-	Deletes       bool   `protobuf:"varint,8,opt,name=deletes,proto3" json:"deletes,omitempty"`
+	IdField     string `protobuf:"bytes,4,opt,name=id_field,json=idField,proto3" json:"id_field,omitempty"`
+	Readable    bool   `protobuf:"varint,5,opt,name=readable,proto3" json:"readable,omitempty"`
+	Writable    bool   `protobuf:"varint,6,opt,name=writable,proto3" json:"writable,omitempty"`
+	Incremental bool   `protobuf:"varint,7,opt,name=incremental,proto3" json:"incremental,omitempty"`
+	Deletes     bool   `protobuf:"varint,8,opt,name=deletes,proto3" json:"deletes,omitempty"`
+	// The field by which a write without id updates the record that has its
+	// value instead of creating a second one (an upsert: email, reference,
+	// a primary key). Empty: a write without id always creates, so the host
+	// keeps links to update the records it created.
+	UpsertKey     string `protobuf:"bytes,9,opt,name=upsert_key,json=upsertKey,proto3" json:"upsert_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -927,6 +932,13 @@ func (x *ObjectSpec) GetDeletes() bool {
 		return x.Deletes
 	}
 	return false
+}
+
+func (x *ObjectSpec) GetUpsertKey() string {
+	if x != nil {
+		return x.UpsertKey
+	}
+	return ""
 }
 
 type Capabilities struct {
@@ -2259,7 +2271,7 @@ const file_proto_connector_v1_connector_proto_rawDesc = "" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +
 	"\brequired\x18\x03 \x01(\bR\brequired\x12\x1b\n" +
 	"\tread_only\x18\x04 \x01(\bR\breadOnly\x12 \n" +
-	"\vdescription\x18\x05 \x01(\tR\vdescription\"\x87\x02\n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\"\xa6\x02\n" +
 	"\n" +
 	"ObjectSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
@@ -2269,7 +2281,9 @@ const file_proto_connector_v1_connector_proto_rawDesc = "" +
 	"\breadable\x18\x05 \x01(\bR\breadable\x12\x1a\n" +
 	"\bwritable\x18\x06 \x01(\bR\bwritable\x12 \n" +
 	"\vincremental\x18\a \x01(\bR\vincremental\x12\x18\n" +
-	"\adeletes\x18\b \x01(\bR\adeletes\"p\n" +
+	"\adeletes\x18\b \x01(\bR\adeletes\x12\x1d\n" +
+	"\n" +
+	"upsert_key\x18\t \x01(\tR\tupsertKey\"p\n" +
 	"\fCapabilities\x12\x12\n" +
 	"\x04read\x18\x01 \x01(\bR\x04read\x12\x14\n" +
 	"\x05write\x18\x02 \x01(\bR\x05write\x12\x1a\n" +
