@@ -39,10 +39,13 @@ func (c *Connector) Write(ctx context.Context, req sdk.WriteRequest) (*sdk.Write
 		return resp, nil
 	}
 	if req.Object == "customers" {
+		// claimed are the customers answered to records of this call: a
+		// look for a create marked MayExistSince leaves them out.
+		claimed := map[string]bool{}
 		for start := 0; start < len(req.Records); {
 			n := c.customerChunk(cfg)
 			end := min(start+n, len(req.Records))
-			results, errs := c.writeCustomers(ctx, cfg, req.Records[start:end])
+			results, errs := c.writeCustomers(ctx, cfg, req.Records[start:end], claimed)
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
@@ -60,6 +63,9 @@ func (c *Connector) Write(ctx context.Context, req sdk.WriteRequest) (*sdk.Write
 				}
 				res.Ref = req.Records[start+j].Ref
 				resp.Results[start+j] = res
+				if res.Status == sdk.WriteOK && res.ID != "" {
+					claimed[res.ID] = true
+				}
 			}
 			start = end
 		}
@@ -180,8 +186,10 @@ func customerInput(r sdk.WriteRecord) (map[string]any, *customerFieldsIn, string
 
 // writeCustomers writes a chunk in two requests: one looking up by email
 // the customers given without id, one with a mutation per record (aliases).
-// A result with a non-nil error is to be replaced by failed(err).
-func (c *Connector) writeCustomers(ctx context.Context, cfg Config, recs []sdk.WriteRecord) ([]sdk.WriteResult, []error) {
+// A keyless create (no id, no email) marked MayExistSince is first looked
+// for, alone (see mayExist). A result with a non-nil error is to be
+// replaced by failed(err).
+func (c *Connector) writeCustomers(ctx context.Context, cfg Config, recs []sdk.WriteRecord, claimed map[string]bool) ([]sdk.WriteResult, []error) {
 	results := make([]sdk.WriteResult, len(recs))
 	errs := make([]error, len(recs))
 	inputs := make([]map[string]any, len(recs))
@@ -193,8 +201,19 @@ func (c *Connector) writeCustomers(ctx context.Context, cfg Config, recs []sdk.W
 			results[i] = rejected("%s", msg)
 			continue
 		}
+		hasEmail := in.Email != nil && *in.Email != ""
+		// A create with an email needs no look when MayExistSince is set:
+		// it upserts by email, finding the customer an earlier attempt
+		// made.
+		if r.ID == "" && !hasEmail && !r.MayExistSince.IsZero() {
+			res, done, err := c.mayExist(ctx, cfg, input, r.MayExistSince, claimed)
+			if done {
+				results[i], errs[i] = res, err
+				continue
+			}
+		}
 		inputs[i], ids[i] = input, r.ID
-		if r.ID == "" && in.Email != nil && *in.Email != "" {
+		if r.ID == "" && hasEmail {
 			lookups = append(lookups, i)
 		}
 	}
@@ -409,49 +428,104 @@ const recoverWindow = 2 * time.Minute
 
 // recoverCreate answers a customerCreate without email whose answer was
 // lost (Shopify may have applied it): it looks for the customer it may have
-// created: by phone when one was sent (Shopify keeps phones unique), else
-// among the customers updated since shortly before the create was sent,
-// one with every field sent. Exactly one: that is the record's customer.
-// None or several: the record is retryable (the host writes it again later;
-// Shopify's search may lag a few seconds behind a create).
+// created (findCreated, since shortly before the create was sent). Exactly
+// one: that is the record's customer. None or several: the record is
+// retryable (the host writes it again later; Shopify's search may lag a few
+// seconds behind a create).
 func (c *Connector) recoverCreate(ctx context.Context, cfg Config, input map[string]any, sent time.Time, lost *unknownOutcomeError) (sdk.WriteResult, error) {
-	since := sent.Add(-recoverWindow).UTC()
+	found, err := c.findCreated(ctx, cfg, input, sent.Add(-recoverWindow).UTC(), nil)
+	if err != nil {
+		return sdk.WriteResult{}, fmt.Errorf("customerCreate: %v; then looking for the customer it may have created: %w", lost, err)
+	}
+	if len(found) != 1 {
+		return sdk.WriteResult{Status: sdk.WriteRetryable, RetryAfter: backoff(maxFailures),
+			Message: fmt.Sprintf("customerCreate without email: %v, and %d customers created since match what was sent: retry later", lost, len(found))}, nil
+	}
+	return createdResult(found[0]), nil
+}
+
+// mayExist looks for the customer a keyless create marked MayExistSince
+// (the host sent it earlier and lost its outcome) may have made: the
+// customers created since that time (less recoverWindow), found as by
+// recoverCreate, those in claimed left out. done is false when none
+// matches: the record is to be created as usual. One match answers the
+// record created with it (and claims it); several reject it naming them;
+// a failed look is an error (retryable; the record is not sent).
+func (c *Connector) mayExist(ctx context.Context, cfg Config, input map[string]any, since time.Time, claimed map[string]bool) (sdk.WriteResult, bool, error) {
+	found, err := c.findCreated(ctx, cfg, input, since.Add(-recoverWindow).UTC(), claimed)
+	if err != nil {
+		return sdk.WriteResult{}, true, fmt.Errorf("customerCreate without email: an earlier attempt had an unknown outcome and looking for the customer it may have created failed (not sent; the next attempt looks again): %w", err)
+	}
+	switch len(found) {
+	case 0:
+		return sdk.WriteResult{}, false, nil
+	case 1:
+		res := createdResult(found[0])
+		claimed[res.ID] = true
+		return res, true, nil
+	}
+	ids := make([]string, len(found))
+	for i, f := range found {
+		ids[i] = fmt.Sprint(f["id"])
+	}
+	return rejected("customerCreate without email: an earlier attempt had an unknown outcome and %d customers like it were created since (%s): not created again; check them in Shopify",
+		len(found), strings.Join(ids, ", ")), true, nil
+}
+
+func createdResult(fields map[string]any) sdk.WriteResult {
+	raw, _ := json.Marshal(fields)
+	return sdk.WriteResult{Status: sdk.WriteOK, Action: sdk.ActionCreated, ID: fmt.Sprint(fields["id"]), Fields: raw}
+}
+
+// findCreated returns the customers created since since that a
+// customerCreate of input (without email) may have made: by phone when one
+// was sent (Shopify keeps phones unique), else among the customers updated
+// since then, those with every field sent. It pages through them all; ids
+// in skip are left out.
+func (c *Connector) findCreated(ctx context.Context, cfg Config, input map[string]any, since time.Time, skip map[string]bool) ([]map[string]any, error) {
 	q := "updated_at:>='" + since.Format(time.RFC3339) + "'"
 	phone, _ := input["phone"].(string)
 	if phone != "" {
 		q = "phone:'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(phone) + "' " + q
 	}
-	doc := `query Recover($query: String!) { customers(first: 25, query: $query, sortKey: UPDATED_AT, reverse: true) { nodes { ` + customerFields + ` } } }`
-	var out struct {
-		Customers struct {
-			Nodes []json.RawMessage `json:"nodes"`
-		} `json:"customers"`
-	}
-	if err := c.call(ctx, cfg, doc, map[string]any{"query": q}, 27, &out); err != nil {
-		return sdk.WriteResult{}, fmt.Errorf("customerCreate: %v; then looking for the customer it may have created: %w", lost, err)
-	}
-	var match map[string]any
-	n := 0
-	for _, raw := range out.Customers.Nodes {
-		fields, err := convertCustomer(raw)
-		if err != nil {
-			return sdk.WriteResult{}, err
+	doc := `query Recover($query: String!, $after: String) { customers(first: 25, after: $after, query: $query, sortKey: UPDATED_AT, reverse: true) { nodes { ` + customerFields + ` } pageInfo { hasNextPage endCursor } } }`
+	var found []map[string]any
+	var after *string
+	for {
+		var out struct {
+			Customers struct {
+				Nodes    []json.RawMessage `json:"nodes"`
+				PageInfo struct {
+					HasNextPage bool   `json:"hasNextPage"`
+					EndCursor   string `json:"endCursor"`
+				} `json:"pageInfo"`
+			} `json:"customers"`
 		}
-		if created, err := time.Parse(time.RFC3339, fmt.Sprint(fields["created_at"])); err != nil || created.Before(since) {
-			continue
+		if err := c.call(ctx, cfg, doc, map[string]any{"query": q, "after": after}, 28, &out); err != nil {
+			return nil, err
 		}
-		if phone == "" && !sameCustomer(fields, input) {
-			continue
+		for _, raw := range out.Customers.Nodes {
+			fields, err := convertCustomer(raw)
+			if err != nil {
+				return nil, err
+			}
+			if skip[fmt.Sprint(fields["id"])] {
+				continue
+			}
+			if created, err := time.Parse(time.RFC3339, fmt.Sprint(fields["created_at"])); err != nil || created.Before(since) {
+				continue
+			}
+			if phone == "" && !sameCustomer(fields, input) {
+				continue
+			}
+			found = append(found, fields)
 		}
-		match = fields
-		n++
+		next := out.Customers.PageInfo.EndCursor
+		if !out.Customers.PageInfo.HasNextPage || next == "" {
+			return found, nil
+		}
+		after = &next
 	}
-	if n != 1 {
-		return sdk.WriteResult{Status: sdk.WriteRetryable, RetryAfter: backoff(maxFailures),
-			Message: fmt.Sprintf("customerCreate without email: %v, and %d customers created since match what was sent: retry later", lost, n)}, nil
-	}
-	raw, _ := json.Marshal(match)
-	return sdk.WriteResult{Status: sdk.WriteOK, Action: sdk.ActionCreated, ID: fmt.Sprint(match["id"]), Fields: raw}, nil
 }
 
 // sameCustomer reports whether a customer read holds every field of a
