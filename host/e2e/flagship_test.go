@@ -726,3 +726,67 @@ func TestFlagshipLookupCreatesOnceAcrossHosts(t *testing.T) {
 		}
 	}
 }
+
+// Without a write-back, Shopify orders -> Sage invoices still keeps links
+// (sales invoices have no upsert key): an edited order updates its invoice
+// instead of creating a second one.
+func TestFlagshipEditedOrderUpdatesItsInvoice(t *testing.T) {
+	t.Parallel()
+	clock := shopfake.NewClock(time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second))
+	shop := shopfake.New(shopOptions(t, shopfake.Options{Token: flagshipShopToken, Now: clock.Now}))
+	shopSrv := httptest.NewServer(shop)
+	t.Cleanup(shopSrv.Close)
+	sage, err := sagefake.New(sagefake.Options{Now: clock.Now, SpecDir: sageSpecDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sageSrv := httptest.NewServer(sage)
+	t.Cleanup(sageSrv.Close)
+	const biz = "biz-1"
+	access, refresh, expires := sage.IssueTokens()
+	gid := shop.AddOrder(shopfake.Order{Email: "edit@example.com", CustomerName: "Eddie", Currency: "GBP", Status: "PAID", Total: "15.00",
+		LineItems: []shopfake.LineItem{{Name: "Mug", Quantity: 1, Price: "15.00"}}, UpdatedAt: clock.Now()})
+	var orderID int
+	if _, err := fmt.Sscanf(gid, "gid://shopify/Order/%d", &orderID); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Minute)
+	h := startHost(t, testdb.URL(t), "SYNCHRON_SCHEDULER=off")
+	tok := h.signup(t, "flagship-order-edit@example.com")
+	shopConn := h.must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
+		"app": "shopify", "name": "Shop",
+		"config": map[string]any{"shop": "acme.myshopify.com", "access_token": flagshipShopToken, "base_url": shopSrv.URL},
+	})
+	sageConn := h.must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
+		"app": "sage", "name": "Accounts",
+		"config": map[string]any{"client_id": "client", "client_secret": "secret", "access_token": access,
+			"refresh_token": refresh, "expires_at": expires.Format(time.RFC3339), "business_id": biz,
+			"base_url": sageSrv.URL, "token_url": sageSrv.URL + "/token"},
+	})
+	wf := h.must(t, http.StatusCreated, "POST", "/v1/workflows", tok, map[string]any{
+		"name":      "Orders -> invoices, no write-back",
+		"source":    map[string]any{"connection_id": shopConn["id"], "object": "orders"},
+		"target":    map[string]any{"connection_id": sageConn["id"], "object": "sales_invoices"},
+		"direction": "one_way", "mapping": ordersToInvoicesMapping(), "interval_seconds": 900,
+	})
+	wfID := wf["id"].(string)
+	if c := counts(t, h.runWorkflow(t, tok, wfID)); c["created"] != 1 || c["failed"] != 0 {
+		t.Fatalf("first run = %v, want 1 invoice", c)
+	}
+	clock.Advance(time.Minute)
+	if !shop.EditOrder(orderID, func(o *shopfake.Order) { o.LineItems[0].Quantity = 3 }) {
+		t.Fatal("order gone")
+	}
+	clock.Advance(time.Minute)
+	if c := counts(t, h.runWorkflow(t, tok, wfID)); c["updated"] != 1 || c["created"] != 0 || c["failed"] != 0 {
+		t.Fatalf("run after the edit = %v, want the invoice updated", c)
+	}
+	invoices := sage.List(biz, "sales_invoices")
+	if len(invoices) != 1 {
+		t.Fatalf("Sage holds %d invoices for one order, want 1", len(invoices))
+	}
+	lines, _ := invoices[0]["invoice_lines"].([]any)
+	if len(lines) != 1 || fmt.Sprint(lines[0].(map[string]any)["quantity"]) != "3" {
+		t.Errorf("invoice lines after the edit = %v, want quantity 3", lines)
+	}
+}
