@@ -558,11 +558,29 @@ func (k *kit) checkWrite(t *testing.T) {
 		req.Records[i] = sdk.WriteRecord{Ref: fmt.Sprintf("conformance-%d", i), Fields: fields}
 	}
 
+	if o.UpsertKey != "" {
+		if _, ok := o.Field(o.UpsertKey); !ok {
+			t.Errorf("object %q declares upsert key %q, which is not one of its fields", o.Name, o.UpsertKey)
+		}
+	}
+	before := time.Now().Add(-time.Hour)
 	firstIDs := k.write(ctx, t, c, req, "first write", nil)
 	if t.Failed() {
 		t.FailNow()
 	}
-	k.write(ctx, t, c, req, "same batch written again", firstIDs)
+	again := req
+	what := "same batch written again"
+	if o.UpsertKey == "" {
+		// Without an upsert key a write without id creates: the host marks
+		// a create whose first attempt may have been applied, and the
+		// connector must find that record instead of creating another.
+		again.Records = slices.Clone(req.Records)
+		for i := range again.Records {
+			again.Records[i].MayExistSince = before
+		}
+		what = "same batch written again with MayExistSince (no upsert key)"
+	}
+	k.write(ctx, t, c, again, what, firstIDs)
 
 	if !o.Readable || !spec.Capabilities.Read {
 		return

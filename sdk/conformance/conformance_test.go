@@ -89,7 +89,7 @@ func (c *memConn) Spec(context.Context) (*sdk.Spec, error) {
 				{Name: "name", Type: sdk.TypeString},
 				{Name: "updated_at", Type: sdk.TypeDateTime, ReadOnly: true},
 			},
-			IDField: "id", Readable: true, Writable: true, Incremental: true,
+			IDField: "id", UpsertKey: "email", Readable: true, Writable: true, Incremental: true,
 		}},
 		Capabilities:    sdk.Capabilities{Read: true, Write: true},
 		ProtocolVersion: sdk.ProtocolVersion,
