@@ -209,6 +209,19 @@ func ValidateLookups(rules []Rule, source sdk.Object, objects []sdk.Object) erro
 			}
 			return err
 		}
+		// The created record is indexed under the value looked up: unless
+		// create writes lookup.field, the next read of the object finds it
+		// without that value and the next record creates another.
+		writes := false
+		for _, sub := range lk.Create {
+			if sub.name() == lk.Field {
+				writes = true
+				break
+			}
+		}
+		if !writes {
+			return fail("rule for %q: lookup.create must write %q (the field looked up by), or the record it creates cannot be found again", name, lk.Field)
+		}
 	}
 	return nil
 }

@@ -165,6 +165,8 @@ func TestValidateLookups(t *testing.T) {
 			want: `lookup.create needs an object that can be written`},
 		"create reads a missing field": {raw: `[{"source":"email","target":"contact_id","lookup":{"object":"contacts","field":"email","create":[{"source":"phone","target":"name"}]}}]`,
 			want: `rule for "contact_id", lookup.create[0]: source field "phone" does not exist in "orders"`},
+		"create without the looked-up field": {raw: `[{"source":"email","target":"contact_id","lookup":{"object":"contacts","field":"email","create":[{"source":"name","target":"name"}]}}]`,
+			want: `rule for "contact_id": lookup.create must write "email" (the field looked up by), or the record it creates cannot be found again`},
 		"items from a string": {raw: `[{"source":"email","target":"invoice_lines","items":[{"source":"a","target":"b"}]}]`,
 			want: `source field "email" of "orders" is a string, and items map the elements of an array`},
 	}
