@@ -101,3 +101,107 @@ func TestCreatesWithALostOutcomeAreMarkedMayExist(t *testing.T) {
 		t.Fatalf("%d creates still journaled after they were answered, want 0", journaled)
 	}
 }
+
+// retryableOnce applies the first Write but answers every record of it
+// retryable (a 5xx after the app stored them), then answers normally.
+type retryableOnce struct {
+	sdk.Connector
+	mu    sync.Mutex
+	calls [][]sdk.WriteRecord
+}
+
+func (r *retryableOnce) Write(ctx context.Context, req sdk.WriteRequest) (*sdk.WriteResponse, error) {
+	r.mu.Lock()
+	r.calls = append(r.calls, append([]sdk.WriteRecord(nil), req.Records...))
+	first := len(r.calls) == 1
+	r.mu.Unlock()
+	resp, err := r.Connector.Write(ctx, req)
+	if first && err == nil {
+		for i := range resp.Results {
+			resp.Results[i] = sdk.WriteResult{Ref: resp.Results[i].Ref, Status: sdk.WriteRetryable, Message: "HTTP 502"}
+		}
+	}
+	return resp, err
+}
+
+// A create answered retryable is sent again within the same run marked
+// MayExistSince (the app may have stored it before failing).
+func TestRetriedCreatesAreMarkedMayExist(t *testing.T) {
+	t.Parallel()
+	b := setupExec(t, 10)
+	ctx := context.Background()
+	target := &retryableOnce{Connector: b.target}
+	wire, closeFn, err := sdk.ServeTestConn(ctx, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeFn)
+	b.reg.mu.Lock()
+	b.reg.conns["mem"] = wire
+	b.reg.mu.Unlock()
+	b.db.MustExec(`UPDATE workflows SET match = '{"source": "email", "target": "email"}' WHERE id = $1`, b.wfID)
+	e := b.executor("h1")
+	id, err := e.Enqueue(ctx, "acc_a", b.wfID, "manual")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.run(t, id); r.Status != "succeeded" {
+		t.Fatalf("run = %+v (error %v)", r, deref(r.Error))
+	}
+	target.mu.Lock()
+	defer target.mu.Unlock()
+	if len(target.calls) != 2 {
+		t.Fatalf("%d writes, want the first and its retry", len(target.calls))
+	}
+	for _, w := range target.calls[1] {
+		if w.MayExistSince.IsZero() {
+			t.Fatalf("retried create %s not marked MayExistSince", w.Ref)
+		}
+	}
+}
+
+// rejectAll refuses every record, as a connector refuses a MayExistSince
+// create that matches several records.
+type rejectAll struct{ sdk.Connector }
+
+func (rejectAll) Write(_ context.Context, req sdk.WriteRequest) (*sdk.WriteResponse, error) {
+	resp := &sdk.WriteResponse{}
+	for _, r := range req.Records {
+		resp.Results = append(resp.Results, sdk.WriteResult{Ref: r.Ref, Status: sdk.WriteRejected, Message: "2 records match: c1, c2"})
+	}
+	return resp, nil
+}
+
+// A refused create stays in the journal: the app may hold records the
+// connector could not tell apart, and the next attempt must look again.
+func TestRefusedCreatesStayJournaled(t *testing.T) {
+	t.Parallel()
+	b := setupExec(t, 5)
+	ctx := context.Background()
+	wire, closeFn, err := sdk.ServeTestConn(ctx, rejectAll{b.target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeFn)
+	b.reg.mu.Lock()
+	b.reg.conns["mem"] = wire
+	b.reg.mu.Unlock()
+	b.db.MustExec(`UPDATE workflows SET match = '{"source": "email", "target": "email"}' WHERE id = $1`, b.wfID)
+	e := b.executor("h1")
+	if _, err := e.Enqueue(ctx, "acc_a", b.wfID, "manual"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := b.db.Get(&n, `SELECT count(*) FROM pending_creates WHERE workflow_id = $1`, b.wfID); err != nil {
+		t.Fatal(err)
+	}
+	if n != 5 {
+		t.Fatalf("%d refused creates journaled, want 5", n)
+	}
+}

@@ -903,6 +903,7 @@ func writeWithRetry(ctx context.Context, s *sideConn, records []sdk.WriteRecord,
 	out := make(map[string]sdk.WriteResult, len(records))
 	pending := records
 	delay := policy.BaseDelay
+	firstSent := time.Now()
 	for attempt := 1; len(pending) > 0; attempt++ {
 		resp, err := s.conn.Write(ctx, sdk.WriteRequest{Config: s.config, Object: s.object, Records: pending})
 		if err != nil {
@@ -921,7 +922,14 @@ func writeWithRetry(ctx context.Context, s *sideConn, records []sdk.WriteRecord,
 				return out, fmt.Errorf("write %s %s: result %d has ref %q, want %q", s.side, s.object, i, res.Ref, pending[i].Ref)
 			}
 			if res.Status == sdk.WriteRetryable {
-				retry = append(retry, pending[i])
+				again := pending[i]
+				if again.ID == "" && !again.Delete && again.MayExistSince.IsZero() {
+					// A create answered retryable may have been applied all
+					// the same (a 5xx after the app stored it): sent again,
+					// the connector looks for it first.
+					again.MayExistSince = firstSent
+				}
+				retry = append(retry, again)
 				wait = max(wait, res.RetryAfter)
 				out[res.Ref] = res
 				continue
@@ -1357,13 +1365,13 @@ func (j *linkJob) commitChunk(ctx context.Context, my Side, rows []row, ops []*o
 			return fmt.Errorf("mark settled records done: %w", err)
 		}
 	}
-	// Creates whose outcome is known leave the journal (journalCreates): the
-	// app answered created (now linked) or refused them. Retryable ones
-	// stay: the app may have created them anyway.
+	// Creates the app answered created (now linked) leave the journal
+	// (journalCreates). Refused and retryable ones stay: a connector also
+	// refuses a create it cannot tell apart from records already there, and
+	// the app may have created a retryable one all the same.
 	var known []string
 	for _, o := range ops {
-		if o.kind == ActCreate && o.write != nil && o.result != nil &&
-			(o.result.Status == sdk.WriteOK || o.result.Status == sdk.WriteRejected) {
+		if o.kind == ActCreate && o.write != nil && o.result != nil && o.result.Status == sdk.WriteOK {
 			known = append(known, o.r.RecordID)
 		}
 	}
@@ -1591,9 +1599,10 @@ func (j *linkJob) finish(ctx context.Context) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM run_stage WHERE run_id = $1`, j.runID); err != nil {
 		return fmt.Errorf("clear stage: %w", err)
 	}
-	// A create journaled a week ago whose record never came back (deleted,
-	// filtered out since) is forgotten.
-	if _, err := tx.ExecContext(ctx, `DELETE FROM pending_creates WHERE workflow_id = $1 AND started_at < now() - interval '7 days'`, j.wfID); err != nil {
+	// A create journaled a week ago whose record is not waiting for a retry
+	// (deleted, filtered out since) is forgotten.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM pending_creates p WHERE p.workflow_id = $1 AND p.started_at < now() - interval '7 days'
+		AND NOT EXISTS (SELECT 1 FROM retry_queue r WHERE r.workflow_id = p.workflow_id AND r.side <> p.side AND r.record_id = p.record_id)`, j.wfID); err != nil {
 		return fmt.Errorf("prune the create journal: %w", err)
 	}
 	return tx.Commit()
