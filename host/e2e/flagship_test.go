@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/vektah/gqlparser/v2/ast"
 
 	hubfake "github.com/synchron-io/synchron/plugins/hubspot/fake"
@@ -788,5 +789,93 @@ func TestFlagshipEditedOrderUpdatesItsInvoice(t *testing.T) {
 	lines, _ := invoices[0]["invoice_lines"].([]any)
 	if len(lines) != 1 || fmt.Sprint(lines[0].(map[string]any)["quantity"]) != "3" {
 		t.Errorf("invoice lines after the edit = %v, want quantity 3", lines)
+	}
+}
+
+// The contact lookups follow Sage: a contact whose email changed there no
+// longer receives the invoices of its old email (a new contact is created
+// for it), and an order whose contact Sage kept failing to create (5xx) is
+// queued for an automatic retry rather than left for a user to retry.
+func TestFlagshipLookupsFollowSageAndRetryTransientFailures(t *testing.T) {
+	t.Parallel()
+	clock := shopfake.NewClock(time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second))
+	shop := shopfake.New(shopOptions(t, shopfake.Options{Token: flagshipShopToken, Now: clock.Now}))
+	shopSrv := httptest.NewServer(shop)
+	t.Cleanup(shopSrv.Close)
+	sage, err := sagefake.New(sagefake.Options{Now: clock.Now, SpecDir: sageSpecDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sageSrv := httptest.NewServer(sage)
+	t.Cleanup(sageSrv.Close)
+	const biz = "biz-1"
+	access, refresh, expires := sage.IssueTokens()
+	bob := sage.Put(biz, "contacts", map[string]any{"name": "Bob", "email": "bob@example.com",
+		"main_contact_person": map[string]any{"email": "bob@example.com"}, "contact_types": []any{map[string]any{"id": "CUSTOMER"}}})
+	order := func(email string) {
+		shop.AddOrder(shopfake.Order{Email: email, CustomerName: "Buyer", Currency: "GBP", Status: "PAID", Total: "15.00",
+			LineItems: []shopfake.LineItem{{Name: "Mug", Quantity: 1, Price: "15.00"}}, UpdatedAt: clock.Now()})
+		clock.Advance(time.Minute)
+	}
+	order("bob@example.com")
+	dbURL := testdb.URL(t)
+	h := startHost(t, dbURL, "SYNCHRON_SCHEDULER=off")
+	tok := h.signup(t, "flagship-lookups-follow@example.com")
+	shopConn := h.must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
+		"app": "shopify", "name": "Shop",
+		"config": map[string]any{"shop": "acme.myshopify.com", "access_token": flagshipShopToken, "base_url": shopSrv.URL},
+	})
+	sageConn := h.must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
+		"app": "sage", "name": "Accounts",
+		"config": map[string]any{"client_id": "client", "client_secret": "secret", "access_token": access,
+			"refresh_token": refresh, "expires_at": expires.Format(time.RFC3339), "business_id": biz,
+			"base_url": sageSrv.URL, "token_url": sageSrv.URL + "/token"},
+	})
+	wf := h.must(t, http.StatusCreated, "POST", "/v1/workflows", tok, map[string]any{
+		"name":   "Orders -> invoices",
+		"source": map[string]any{"connection_id": shopConn["id"], "object": "orders"},
+		"target": map[string]any{"connection_id": sageConn["id"], "object": "sales_invoices"}, "direction": "one_way",
+		"mapping": ordersToInvoicesMapping(), "write_back": map[string]any{"field": "external_id"}, "interval_seconds": 900,
+	})
+	wfID := wf["id"].(string)
+	if c := counts(t, h.runWorkflow(t, tok, wfID)); c["created"] != 1 || c["failed"] != 0 {
+		t.Fatalf("first run = %v", c)
+	}
+	// Bob's email changes in Sage; a new order from bob@example.com must
+	// not go to that contact any more.
+	sage.Update(biz, "contacts", bob, map[string]any{"email": "robert@example.com", "main_contact_person": map[string]any{"email": "robert@example.com"}})
+	clock.Advance(time.Minute)
+	order("bob@example.com")
+	if c := counts(t, h.runWorkflow(t, tok, wfID)); c["created"] != 1 || c["failed"] != 0 {
+		t.Fatalf("run after the email change = %v", c)
+	}
+	byEmail := map[string]int{}
+	for _, c := range sage.List(biz, "contacts") {
+		byEmail[fmt.Sprint(c["email"])]++
+	}
+	if byEmail["bob@example.com"] != 1 || byEmail["robert@example.com"] != 1 {
+		t.Fatalf("contacts by email = %v, want a new bob@example.com beside robert@example.com", byEmail)
+	}
+
+	// Sage keeps answering 503 to contact creations: the order fails as
+	// retryable, queued for the next runs.
+	var faults []sagefake.Fault
+	for range 12 {
+		faults = append(faults, sagefake.Fault{Status: http.StatusServiceUnavailable, Match: "POST /contacts"})
+	}
+	sage.InjectFaults(faults...)
+	order("carol@example.com")
+	run := h.runWorkflow(t, tok, wfID)
+	if c := counts(t, run); c["failed"] != 1 {
+		t.Fatalf("run while Sage fails = %v, want carol's order failed", c)
+	}
+	db := sqlx.MustOpen("postgres", dbURL)
+	defer db.Close()
+	var kind string
+	if err := db.Get(&kind, `SELECT kind FROM retry_queue WHERE workflow_id = $1`, wfID); err != nil {
+		t.Fatal(err)
+	}
+	if kind != "retryable" {
+		t.Fatalf("carol's order is queued %q, want retryable (retried by later runs)", kind)
 	}
 }

@@ -764,7 +764,12 @@ func (e *Executor) commit(ctx context.Context, run *claimedRun, w *workflowRow, 
 			return fmt.Errorf("record failure of %s: %w", f.RecordID, err)
 		}
 		// Kept with the record so a user can retry it (rejected records are
-		// not retried automatically: the same data would fail again).
+		// not retried automatically: the same data would fail again);
+		// retryable ones are retried by later runs, with backoff.
+		kind := "rejected"
+		if f.Status == "retryable" {
+			kind = "retryable"
+		}
 		fields := []byte(f.Record.Fields)
 		if len(fields) == 0 {
 			fields = []byte("{}")
@@ -775,11 +780,13 @@ func (e *Executor) commit(ctx context.Context, run *claimedRun, w *workflowRow, 
 		}
 		if _, err := tx.ExecContext(ctx, `
 			INSERT INTO retry_queue (account_id, workflow_id, side, record_id, fields, modified_at, deleted, run_id, next_retry_at, last_error, kind)
-			VALUES ($1, $2, 'source', $3, $4, $5, $6, $7, now(), $8, 'rejected')
+			VALUES ($1, $2, 'source', $3, $4, $5, $6, $7, CASE WHEN $9 = 'retryable' THEN now() + interval '1 minute' ELSE now() END, $8, $9)
 			ON CONFLICT (workflow_id, side, record_id) DO UPDATE SET fields = EXCLUDED.fields, modified_at = EXCLUDED.modified_at,
 				run_id = EXCLUDED.run_id, attempts = retry_queue.attempts + 1, last_error = EXCLUDED.last_error,
-				kind = 'rejected', updated_at = now()`,
-			run.AccountID, w.ID, f.RecordID, fields, mod, f.Record.Deleted, run.ID, truncate(f.Message, 2000)); err != nil {
+				next_retry_at = CASE WHEN EXCLUDED.kind = 'retryable'
+					THEN now() + least(interval '1 minute' * power(2, retry_queue.attempts), interval '1 day') ELSE retry_queue.next_retry_at END,
+				kind = EXCLUDED.kind, updated_at = now()`,
+			run.AccountID, w.ID, f.RecordID, fields, mod, f.Record.Deleted, run.ID, truncate(f.Message, 2000), kind); err != nil {
 			return fmt.Errorf("keep failed record %s: %w", f.RecordID, err)
 		}
 	}

@@ -571,8 +571,9 @@ func (j *linkJob) journalCreates(ctx context.Context, to Side, writes []sdk.Writ
 }
 
 // resolveLookups resolves the lookup rules of the writes to the target; the
-// writes whose lookup fails are left out and their ops fail (rejected, so
-// they are retried).
+// writes whose lookup fails are left out and their ops fail: retryable (a
+// later run retries them) when the app kept answering retryable errors,
+// rejected (kept for a retry the user asks for) otherwise.
 func (j *linkJob) resolveLookups(ctx context.Context, writes []sdk.WriteRecord, byRef map[string]*op) ([]sdk.WriteRecord, error) {
 	sources := make(map[string]json.RawMessage, len(writes))
 	for _, w := range writes {
@@ -585,8 +586,11 @@ func (j *linkJob) resolveLookups(ctx context.Context, writes []sdk.WriteRecord, 
 	kept := writes[:0]
 	for _, w := range writes {
 		o := byRef[w.Ref]
-		if msg, bad := failed[w.Ref]; bad {
-			o.failed, o.note = "rejected", msg
+		if f, bad := failed[w.Ref]; bad {
+			o.failed, o.note = "rejected", f.msg
+			if f.retryable {
+				o.failed = "retryable" // retried by later runs, with backoff
+			}
 			continue
 		}
 		o.write.Fields, o.mapped = w.Fields, w.Fields

@@ -38,6 +38,10 @@ type lookups struct {
 	rules     []mapping.LookupRule
 	batchSize int
 	retry     RetryPolicy
+	// refreshed: rules whose index was brought up to date in this run
+	// (once per run, so that a record whose value changed or that was
+	// deleted in the app stops resolving to its old id).
+	refreshed map[int]bool
 }
 
 func newLookups(db *sqlx.DB, accountID string, target *sideConn, m *mapping.Mapper, batchSize int, retry RetryPolicy) *lookups {
@@ -45,15 +49,22 @@ func newLookups(db *sqlx.DB, accountID string, target *sideConn, m *mapping.Mapp
 	if len(rules) == 0 {
 		return nil
 	}
-	return &lookups{db: db, accountID: accountID, target: target, rules: rules, batchSize: batchSize, retry: retry}
+	return &lookups{db: db, accountID: accountID, target: target, rules: rules, batchSize: batchSize, retry: retry, refreshed: map[int]bool{}}
+}
+
+// lookupFailure is why a write's lookup failed; retryable when a later
+// attempt may succeed (the app kept answering retryable errors).
+type lookupFailure struct {
+	msg       string
+	retryable bool
 }
 
 // resolve replaces, in the Fields of writes, every lookup rule's value by
 // the id it resolves to. sources holds each write's source record by Ref
 // (read by the create rules). It answers the writes that must fail (by Ref,
 // with the message for the user); other errors stop the run.
-func (l *lookups) resolve(ctx context.Context, writes []sdk.WriteRecord, sources map[string]json.RawMessage) (map[string]string, error) {
-	failed := map[string]string{}
+func (l *lookups) resolve(ctx context.Context, writes []sdk.WriteRecord, sources map[string]json.RawMessage) (map[string]lookupFailure, error) {
+	failed := map[string]lookupFailure{}
 	for _, rule := range l.rules {
 		key := mapping.Match{Source: rule.Target, Target: rule.Target}
 		byKey := map[string][]int{}
@@ -85,7 +96,7 @@ func (l *lookups) resolve(ctx context.Context, writes []sdk.WriteRecord, sources
 			res := ids[k]
 			for _, i := range idx {
 				if res.fail != "" {
-					failed[writes[i].Ref] = res.fail
+					failed[writes[i].Ref] = lookupFailure{msg: res.fail, retryable: res.retryable}
 					continue
 				}
 				f, err := withField(writes[i].Fields, rule.Target, res.id)
@@ -101,8 +112,9 @@ func (l *lookups) resolve(ctx context.Context, writes []sdk.WriteRecord, sources
 
 // resolved is the outcome of one looked-up value.
 type resolved struct {
-	id   string
-	fail string
+	id        string
+	fail      string
+	retryable bool
 }
 
 func (l *lookups) resolveKeys(ctx context.Context, rule mapping.LookupRule, byKey map[string][]int, writes []sdk.WriteRecord, sources map[string]json.RawMessage) (map[string]resolved, error) {
@@ -111,11 +123,17 @@ func (l *lookups) resolveKeys(ctx context.Context, rule mapping.LookupRule, byKe
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	if !l.refreshed[rule.Rule] {
+		if err := l.refresh(ctx, rule); err != nil {
+			return nil, err
+		}
+		l.refreshed[rule.Rule] = true
+	}
 	found, err := l.known(ctx, rule, keys)
 	if err != nil {
 		return nil, err
 	}
-	createFailed := map[string]string{}
+	createFailed := map[string]resolved{}
 	if len(found) < len(keys) {
 		// Some values are unknown: under the lock, bring the index up to
 		// date with the app, then create what is still missing.
@@ -146,8 +164,8 @@ func (l *lookups) resolveKeys(ctx context.Context, rule mapping.LookupRule, byKe
 		case len(ids) > 1:
 			out[k] = resolved{fail: fmt.Sprintf("%s: %d %s records have %s %s (ids %s): keep one of them in the app, or look up by another field",
 				rule.Target, len(ids), rule.Object, rule.Field, value, strings.Join(ids, ", "))}
-		case createFailed[k] != "":
-			out[k] = resolved{fail: createFailed[k]}
+		case createFailed[k].fail != "":
+			out[k] = createFailed[k]
 		default:
 			out[k] = resolved{fail: fmt.Sprintf("%s: no %s record has %s %s: create it in the app, or add lookup.create to the rule so that Synchron creates it",
 				rule.Target, rule.Object, rule.Field, value)}
@@ -297,8 +315,8 @@ func (l *lookups) index(ctx context.Context, rule mapping.LookupRule, ids, keys,
 // create creates one record of the object for each key still missing, from
 // the source record of the first write with that key, and indexes it. It
 // answers the keys whose record could not be created, with the app's reason.
-func (l *lookups) create(ctx context.Context, rule mapping.LookupRule, keys []string, found map[string][]string, byKey map[string][]int, writes []sdk.WriteRecord, sources map[string]json.RawMessage) (map[string]string, error) {
-	failed := map[string]string{}
+func (l *lookups) create(ctx context.Context, rule mapping.LookupRule, keys []string, found map[string][]string, byKey map[string][]int, writes []sdk.WriteRecord, sources map[string]json.RawMessage) (map[string]resolved, error) {
+	failed := map[string]resolved{}
 	var recs []sdk.WriteRecord
 	refKey := map[string]string{}
 	for n, k := range keys {
@@ -308,7 +326,7 @@ func (l *lookups) create(ctx context.Context, rule mapping.LookupRule, keys []st
 		w := writes[byKey[k][0]]
 		fields, err := rule.Create(sources[w.Ref])
 		if err != nil {
-			failed[k] = fmt.Sprintf("%s: creating the %s record failed: %v", rule.Target, rule.Object, err)
+			failed[k] = resolved{fail: fmt.Sprintf("%s: creating the %s record failed: %v", rule.Target, rule.Object, err)}
 			continue
 		}
 		ref := strconv.Itoa(n)
@@ -335,13 +353,13 @@ func (l *lookups) create(ctx context.Context, rule mapping.LookupRule, keys []st
 		case !ok || res.Status == sdk.WriteRetryable:
 			// Unknown whether the app created it: the next refresh finds
 			// it if it did.
-			failed[k] = fmt.Sprintf("%s: creating the %s record for %s %s failed: the app kept answering retryable errors", rule.Target, rule.Object, rule.Field, displayValue(writes[byKey[k][0]].Fields, rule.Target))
+			failed[k] = resolved{retryable: true, fail: fmt.Sprintf("%s: creating the %s record for %s %s failed: the app kept answering retryable errors", rule.Target, rule.Object, rule.Field, displayValue(writes[byKey[k][0]].Fields, rule.Target))}
 		default:
 			msg := res.Message
 			if msg == "" {
 				msg = "rejected without a message"
 			}
-			failed[k] = fmt.Sprintf("%s: creating the %s record for %s %s failed: %s", rule.Target, rule.Object, rule.Field, displayValue(writes[byKey[k][0]].Fields, rule.Target), msg)
+			failed[k] = resolved{fail: fmt.Sprintf("%s: creating the %s record for %s %s failed: %s", rule.Target, rule.Object, rule.Field, displayValue(writes[byKey[k][0]].Fields, rule.Target), msg)}
 		}
 	}
 	if err := l.index(ctx, rule, ids, idKeys, nil, nil); err != nil {

@@ -288,7 +288,8 @@ func writeBatch(ctx context.Context, job Job, target *sideConn, pb *prepared) er
 }
 
 // resolveBatch resolves the lookups of a prepared batch; records whose
-// lookup fails are rejected (and kept for a retry).
+// lookup fails are failures, retryable (retried by later runs) when the app
+// kept answering retryable errors.
 func resolveBatch(ctx context.Context, l *lookups, pb *prepared) error {
 	sources := make(map[string]json.RawMessage, len(pb.records))
 	for _, w := range pb.records {
@@ -301,10 +302,14 @@ func resolveBatch(ctx context.Context, l *lookups, pb *prepared) error {
 	p := &pb.progress
 	kept := pb.records[:0]
 	for _, w := range pb.records {
-		if msg, bad := failed[w.Ref]; bad {
+		if f, bad := failed[w.Ref]; bad {
 			r := pb.recs[w.Ref]
+			status := "rejected"
+			if f.retryable {
+				status = "retryable"
+			}
 			p.Counts.Failed++
-			p.Failures = append(p.Failures, Failure{RecordID: r.ID, Status: "rejected", Message: msg, Record: r})
+			p.Failures = append(p.Failures, Failure{RecordID: r.ID, Status: status, Message: f.msg, Record: r})
 			continue
 		}
 		kept = append(kept, w)
