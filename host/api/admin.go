@@ -17,8 +17,10 @@ import (
 type ConnectorAdmin interface {
 	// Status reports every installed version: state, process, crashes.
 	Status() []connectors.VersionStatus
-	// Sync records the plugin directory in the catalog (installs).
-	Sync(ctx context.Context) error
+	// Install records one version of the plugin directory in the catalog,
+	// refusing it (errors.Is connectors.ErrChecksumMismatch, catalog
+	// untouched) when wantSHA256 is given and the executable's differs.
+	Install(ctx context.Context, name, version, wantSHA256 string) (connectors.VersionStatus, error)
 	// Activate makes a version the one new runs use.
 	Activate(ctx context.Context, name, version string) error
 	// Rollback goes back to the previous active version.
@@ -144,29 +146,32 @@ func (s *server) installVersion(c *gin.Context) error {
 		return invalid("invalid_version", "version is required: the directory name under %s/ in the plugin directory", name)
 	}
 	ctx := c.Request.Context()
-	if err := s.admin.Sync(ctx); err != nil {
-		return fmt.Errorf("sync the connector catalog: %w", err)
+	// The sha256 is checked by Install before the catalog is touched: a
+	// mismatching executable is never installed, so it cannot be activated.
+	st, err := s.admin.Install(ctx, name, req.Version, req.SHA256)
+	var bad *connectors.SHA256MismatchError
+	switch {
+	case errors.As(err, &bad):
+		return errorf(http.StatusConflict, "checksum_mismatch", "%s %s has sha256 %s, not the %s given: check the file you copied (not installed)", name, req.Version, bad.Got, bad.Want)
+	case errors.Is(err, connectors.ErrUnknownApp):
+		return invalid("unknown_connector", "no connector %q in the plugin directory: put its executable at <plugin dir>/%s/%s/", name, name, req.Version)
+	case errors.Is(err, connectors.ErrUnknownVersion):
+		return invalid("unknown_version", "no version %q of %s in the plugin directory: put its executable at <plugin dir>/%s/%s/ (%v)", req.Version, name, name, req.Version, err)
+	case err != nil:
+		return fmt.Errorf("install %s %s: %w", name, req.Version, err)
+	}
+	switch st.State {
+	case connectors.StatusMissing:
+		return invalid("missing", "%s %s is in the catalog but its executable is no longer in the plugin directory", name, req.Version)
+	case connectors.StatusChecksumMismatch:
+		return errorf(http.StatusConflict, "checksum_mismatch", "%s %s changed on disk since it was installed (sha256 %s): install it under a new version", name, req.Version, st.SHA256)
 	}
 	view, err := s.adminConnector(ctx, name)
 	if err != nil {
-		return invalid("unknown_connector", "no connector %q in the plugin directory: put its executable at <plugin dir>/%s/%s/", name, name, req.Version)
+		return err
 	}
-	for _, v := range view.Versions {
-		if v.Version != req.Version {
-			continue
-		}
-		switch {
-		case v.State == connectors.StatusMissing:
-			return invalid("missing", "%s %s is in the catalog but its executable is no longer in the plugin directory", name, req.Version)
-		case v.State == connectors.StatusChecksumMismatch:
-			return errorf(http.StatusConflict, "checksum_mismatch", "%s %s changed on disk since it was installed (sha256 %s): install it under a new version", name, req.Version, v.SHA256)
-		case req.SHA256 != "" && !strings.EqualFold(req.SHA256, v.SHA256):
-			return errorf(http.StatusConflict, "checksum_mismatch", "%s %s has sha256 %s, not the %s given: check the file you copied", name, req.Version, v.SHA256, req.SHA256)
-		}
-		c.JSON(http.StatusOK, view)
-		return nil
-	}
-	return invalid("unknown_version", "no version %q of %s in the plugin directory: put its executable at <plugin dir>/%s/%s/", req.Version, name, name, req.Version)
+	c.JSON(http.StatusOK, view)
+	return nil
 }
 
 type activateRequest struct {

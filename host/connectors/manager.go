@@ -5,7 +5,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -198,12 +201,93 @@ func NewManager(ctx context.Context, db *sqlx.DB, pluginDir string, logger hclog
 func (m *Manager) Sync(ctx context.Context) error {
 	m.admin.Lock()
 	defer m.admin.Unlock()
+	return m.syncLocked(ctx, nil)
+}
+
+// SHA256MismatchError is Install's refusal of an executable whose sha256 is
+// not the one given. It matches ErrChecksumMismatch with errors.Is.
+type SHA256MismatchError struct {
+	Name, Version, Path string
+	Got, Want           string
+}
+
+func (e *SHA256MismatchError) Error() string {
+	return fmt.Sprintf("connectors: install %s %s: %s has sha256 %s, not the %s given: not installed", e.Name, e.Version, e.Path, e.Got, e.Want)
+}
+
+// Is makes errors.Is(err, ErrChecksumMismatch) true.
+func (e *SHA256MismatchError) Is(target error) bool { return target == ErrChecksumMismatch }
+
+// Install records one version an operator put in the plugin directory
+// (<dir>/<name>/<version>/<executable>) in the catalog. When wantSHA256 is
+// not empty, the executable is hashed first and a different sha256 is
+// refused with a *SHA256MismatchError (errors.Is ErrChecksumMismatch) before
+// the catalog is touched: the version is then not installed. Otherwise the
+// plugin directory is synced (as Sync), recording the sha256 checked, and
+// the version's status is returned (its State may be checksum_mismatch when
+// the version was installed before with another executable). A connector
+// or version not in the plugin directory fails with ErrUnknownApp or
+// ErrUnknownVersion.
+func (m *Manager) Install(ctx context.Context, name, version, wantSHA256 string) (VersionStatus, error) {
+	if !validName.MatchString(name) {
+		return VersionStatus{}, fmt.Errorf("connectors: install %q: invalid connector name: %w", name, ErrUnknownApp)
+	}
+	if version == "" || version == "." || version == ".." || strings.ContainsAny(version, `/\`) {
+		return VersionStatus{}, fmt.Errorf("connectors: install %s %q: invalid version: %w", name, version, ErrUnknownVersion)
+	}
+	m.admin.Lock()
+	defer m.admin.Unlock()
+	abs, err := filepath.Abs(m.dir)
+	if err != nil {
+		return VersionStatus{}, fmt.Errorf("connectors: install %s %s: %w", name, version, err)
+	}
+	nameDir := filepath.Join(abs, name) // absolute, as Scan records paths
+	if fi, err := os.Stat(nameDir); err != nil || !fi.IsDir() {
+		return VersionStatus{}, fmt.Errorf("connectors: install %s: no directory %s: %w", name, nameDir, ErrUnknownApp)
+	}
+	sv, err := scanVersion(ctx, name, version, filepath.Join(nameDir, version))
+	switch {
+	case err != nil:
+		return VersionStatus{}, fmt.Errorf("connectors: install %s %s: %w: %w", name, version, ErrUnknownVersion, err)
+	case sv == nil:
+		return VersionStatus{}, fmt.Errorf("connectors: install %s %s: %s is not a directory: %w", name, version, filepath.Join(nameDir, version), ErrUnknownVersion)
+	}
+	if wantSHA256 != "" && !strings.EqualFold(wantSHA256, sv.SHA256) {
+		return VersionStatus{}, &SHA256MismatchError{Name: name, Version: version, Path: sv.Path, Got: sv.SHA256, Want: strings.ToLower(wantSHA256)}
+	}
+	if err := m.syncLocked(ctx, sv); err != nil {
+		return VersionStatus{}, err
+	}
+	for _, st := range m.Status() {
+		if st.Name == name && st.Version == version {
+			return st, nil
+		}
+	}
+	return VersionStatus{}, fmt.Errorf("connectors: install %s %s: not in the catalog after sync: %w", name, version, ErrUnknownVersion)
+}
+
+// syncLocked is Sync with m.admin held. checked, when not nil, is a version
+// Install hashed: it replaces what the scan found for that version, so the
+// catalog records the sha256 that was checked (an executable changed since
+// fails its launch with ErrChecksumMismatch).
+func (m *Manager) syncLocked(ctx context.Context, checked *ScannedVersion) error {
 	found, problems, err := Scan(ctx, m.dir)
 	if err != nil {
 		return err
 	}
 	for _, p := range problems {
 		m.logger.Warn("skipping plugin directory entry", "error", p)
+	}
+	if checked != nil {
+		replaced := false
+		for i := range found {
+			if found[i].Name == checked.Name && found[i].Version == checked.Version {
+				found[i], replaced = *checked, true
+			}
+		}
+		if !replaced {
+			found = append(found, *checked)
+		}
 	}
 	st, err := syncCatalog(ctx, m.db, found, m.opts.reinstallChanged)
 	if err != nil {

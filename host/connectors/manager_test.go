@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -798,5 +799,46 @@ func TestReinstallChangedForDevelopers(t *testing.T) {
 			readOK(t, l)
 			l.Release()
 		})
+	}
+}
+
+// Install checks the sha256 given before touching the catalog: an
+// executable that differs is not installed, so it cannot be activated; the
+// right sha256 installs it.
+func TestInstallChecksSHA256First(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, sampleOnly(t))
+	ctx := testCtx(t)
+	exe := installSample(t, e.dir, "0.2.0", true) // put in the directory after the host started
+	rebuild(t, exe)                                 // not the executable the operator vouched for
+	want := status(t, e.m, "sample", "0.1.0").SHA256
+	_, err := e.m.Install(ctx, "sample", "0.2.0", want)
+	var bad *SHA256MismatchError
+	if !errors.Is(err, ErrChecksumMismatch) || !errors.As(err, &bad) || bad.Want != want || bad.Got == want {
+		t.Fatalf("Install with a wrong sha256 = %v, want a SHA256MismatchError", err)
+	}
+	var n int
+	if err := e.db.GetContext(ctx, &n, `SELECT count(*) FROM connector_versions WHERE name = 'sample' AND version = '0.2.0'`); err != nil || n != 0 {
+		t.Fatalf("catalog rows for the refused version: %d, %v; want none", n, err)
+	}
+	if err := e.m.Activate(ctx, "sample", "0.2.0"); !errors.Is(err, ErrUnknownVersion) {
+		t.Fatalf("Activate of the refused version = %v, want ErrUnknownVersion", err)
+	}
+	if _, err := e.m.Install(ctx, "sample", "0.3.0", ""); !errors.Is(err, ErrUnknownVersion) {
+		t.Fatalf("Install of a version not in the directory = %v, want ErrUnknownVersion", err)
+	}
+	if _, err := e.m.Install(ctx, "nosuch", "0.1.0", ""); !errors.Is(err, ErrUnknownApp) {
+		t.Fatalf("Install of a connector not in the directory = %v, want ErrUnknownApp", err)
+	}
+	got, err := fileSHA256(ctx, exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := e.m.Install(ctx, "sample", "0.2.0", strings.ToUpper(got))
+	if err != nil || s.SHA256 != got || s.State != StateIdle {
+		t.Fatalf("Install with the right sha256 = %+v, %v", s, err)
+	}
+	if err := e.m.Activate(ctx, "sample", "0.2.0"); err != nil {
+		t.Fatalf("Activate after the install: %v", err)
 	}
 }
