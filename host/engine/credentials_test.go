@@ -237,3 +237,80 @@ func TestRetryableConnectorErrorResumesTheRun(t *testing.T) {
 		t.Fatalf("run = %+v (error %v), want it succeeded after two 429 give-ups", r, deref(r.Error))
 	}
 }
+
+// patchedMidRun is a source whose read refreshes its credentials while the
+// user reconnects the account (a new config saved on the connection).
+type patchedMidRun struct {
+	sdk.Connector
+	patch func() error
+}
+
+func (p patchedMidRun) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.ReadSink) error {
+	if err := p.patch(); err != nil {
+		return err
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(req.Config, &cfg); err != nil {
+		return err
+	}
+	cfg["token"] = "refreshed-from-the-old-account"
+	updated, _ := json.Marshal(cfg)
+	delete(cfg, "token")
+	req.Config, _ = json.Marshal(cfg)
+	first := true
+	return p.Connector.Read(ctx, req, sdk.ReadSinkFunc(func(ctx context.Context, b sdk.ReadBatch) error {
+		if first {
+			b.UpdatedConfig, first = updated, false
+		}
+		return sink.Emit(ctx, b)
+	}))
+}
+
+// Credentials refreshed during a run are not saved over credentials the
+// user put on the connection meanwhile.
+func TestRefreshedCredentialsDoNotOverwriteAReconnect(t *testing.T) {
+	t.Parallel()
+	b := setupExec(t, 20)
+	ctx := context.Background()
+	seal := func(token string) []byte {
+		c, err := b.box.Seal([]byte(`{"count": 20, "token": "`+token+`"}`), []byte("con_src"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	b.db.MustExec(`UPDATE connections SET config_enc = $1 WHERE id = 'con_src'`, seal("old-account"))
+	wire, closeFn, err := sdk.ServeTestConn(ctx, patchedMidRun{Connector: sample.New("0.0.1", ""), patch: func() error {
+		_, err := b.db.Exec(`UPDATE connections SET config_enc = $1 WHERE id = 'con_src'`, seal("new-account"))
+		return err
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeFn)
+	b.reg.mu.Lock()
+	b.reg.conns["sample"] = wire
+	b.reg.mu.Unlock()
+	e := b.executor("h1")
+	id, err := e.Enqueue(ctx, "acc_a", b.wfID, "manual")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.run(t, id); r.Status != "succeeded" {
+		t.Fatalf("run = %+v (error %v)", r, deref(r.Error))
+	}
+	var sealed []byte
+	if err := b.db.Get(&sealed, `SELECT config_enc FROM connections WHERE id = 'con_src'`); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := b.box.Open(sealed, []byte("con_src"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(plain), "new-account") {
+		t.Fatalf("connection config after the run = %s, want the user's new account kept", plain)
+	}
+}

@@ -484,6 +484,11 @@ type attemptSetup struct {
 	src, dst *connectors.Lease
 	srcCfg   json.RawMessage
 	dstCfg   json.RawMessage
+	// sealed is each connection's config as this attempt last read or
+	// saved it (source and target may be one connection): a refreshed
+	// config replaces only that, never a config changed meanwhile.
+	cfgMu  sync.Mutex
+	sealed map[string][]byte
 }
 
 func (a *attemptSetup) release() {
@@ -500,7 +505,7 @@ func (e *Executor) setup(ctx context.Context, accountID, workflowID string) (*at
 	if err != nil {
 		return nil, err
 	}
-	a := &attemptSetup{w: w}
+	a := &attemptSetup{w: w, sealed: map[string][]byte{w.SourceConnectionID: w.SourceConfig, w.TargetConnectionID: w.TargetConfig}}
 	rules, err := mapping.Parse(w.Mapping)
 	if err != nil {
 		return nil, fmt.Errorf("workflow mapping: %w", err)
@@ -667,10 +672,20 @@ func (e *Executor) configSaver(a *attemptSetup, connID string) func(ctx context.
 		// rotated the old token out.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if _, err := e.db.ExecContext(ctx, `UPDATE connections SET config_enc = $3, updated_at = now() WHERE id = $1 AND account_id = $2`,
-			connID, accountID, sealed); err != nil {
+		a.cfgMu.Lock()
+		defer a.cfgMu.Unlock()
+		// Only over the config this attempt knows: a user who reconnected
+		// the account meanwhile (PATCH) keeps the new credentials.
+		res, err := e.db.ExecContext(ctx, `UPDATE connections SET config_enc = $3, updated_at = now()
+			WHERE id = $1 AND account_id = $2 AND config_enc = $4`, connID, accountID, sealed, a.sealed[connID])
+		if err != nil {
 			return fmt.Errorf("save refreshed credentials of connection %s: %w", connID, err)
 		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			e.log.Warn("connection changed during the run: its refreshed credentials are not saved over the new ones", "connection", connID)
+			return nil
+		}
+		a.sealed[connID] = sealed
 		if a.run != nil {
 			a.run.noteConfig(connID, sealed)
 		}
