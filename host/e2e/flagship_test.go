@@ -682,7 +682,10 @@ func TestFlagshipLookupCreatesOnceAcrossHosts(t *testing.T) {
 	clock.Advance(time.Minute)
 	url := testdb.URL(t)
 	key := "SYNCHRON_SECRET_KEY=" + randomKey(t) // both hosts open the same connections
-	hosts := []*host{startHost(t, url, key, "SYNCHRON_SCHEDULER=off"), startHost(t, url, key, "SYNCHRON_SCHEDULER=off")}
+	// One worker each: while the first run waits in its contact creation,
+	// the second can only be taken by the other host.
+	hosts := []*host{startHost(t, url, key, "SYNCHRON_SCHEDULER=off", "SYNCHRON_WORKERS=1"),
+		startHost(t, url, key, "SYNCHRON_SCHEDULER=off", "SYNCHRON_WORKERS=1")}
 	tok := hosts[0].signup(t, "flagship-two-hosts@example.com")
 	shopConn := hosts[0].must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
 		"app": "shopify", "name": "Shop",
