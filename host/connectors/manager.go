@@ -867,27 +867,63 @@ func (m *Manager) moveActive(ctx context.Context, a *app, cur, next, previous st
 // RefreshActive reads the active and previous versions from the catalog, so
 // a version another host activated (or rolled back to) is the one this host
 // leases from now on; idle processes of versions no longer active stop.
-// Unlike Sync it does not scan the plugin directory: it is cheap enough to
-// run every few seconds.
+// Unlike Sync it does not scan the plugin directory, so it is cheap enough
+// to run every few seconds; only when the active version is one this host
+// does not know (installed by another host and not synced here yet) does it
+// Sync, then apply the catalog again. A version still unknown after that is
+// logged and left for a later refresh.
 func (m *Manager) RefreshActive(ctx context.Context) error {
-	var rows []connectorRow
-	if err := m.db.SelectContext(ctx, &rows, `SELECT name, active_version, previous_version FROM connectors`); err != nil {
+	unknown, err := m.refreshActive(ctx)
+	if err != nil || len(unknown) == 0 {
+		return err
+	}
+	for _, u := range unknown {
+		m.logger.Info("connector version activated elsewhere is not known here: syncing the catalog", "connector", u[0], "version", u[1])
+	}
+	if err := m.Sync(ctx); err != nil { // takes m.admin itself
 		return fmt.Errorf("connectors: refresh active versions: %w", err)
 	}
+	if unknown, err = m.refreshActive(ctx); err != nil {
+		return err
+	}
+	for _, u := range unknown {
+		m.logger.Warn("connector version active in the catalog is unknown on this host, even after a sync: keeping the current one", "connector", u[0], "version", u[1])
+	}
+	return nil
+}
+
+// refreshActive applies the catalog's active and previous versions and
+// returns the connectors (name, version) whose active version this host does
+// not know, which it leaves as they are. The catalog is read with m.admin
+// held, so a concurrent Activate or Rollback of this host cannot be reverted
+// by a row read before it.
+func (m *Manager) refreshActive(ctx context.Context) ([][2]string, error) {
 	m.admin.Lock()
 	defer m.admin.Unlock()
+	var rows []connectorRow
+	if err := m.db.SelectContext(ctx, &rows, `SELECT name, active_version, previous_version FROM connectors`); err != nil {
+		return nil, fmt.Errorf("connectors: refresh active versions: %w", err)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return fmt.Errorf("connectors: refresh active versions: %w", ErrClosed)
+		return nil, fmt.Errorf("connectors: refresh active versions: %w", ErrClosed)
 	}
+	var unknown [][2]string
 	for _, r := range rows {
 		a := m.apps[r.Name]
-		if a == nil || (a.active == r.ActiveVersion.String && a.previous == r.PreviousVersion.String) {
+		if a == nil {
+			if r.ActiveVersion.String != "" {
+				unknown = append(unknown, [2]string{r.Name, r.ActiveVersion.String})
+			}
+			continue
+		}
+		if a.active == r.ActiveVersion.String && a.previous == r.PreviousVersion.String {
 			continue
 		}
 		if _, ok := a.versions[r.ActiveVersion.String]; !ok {
-			continue // installed by another host and not synced here yet
+			unknown = append(unknown, [2]string{r.Name, r.ActiveVersion.String})
+			continue
 		}
 		old := a.active
 		a.active, a.previous = r.ActiveVersion.String, r.PreviousVersion.String
@@ -896,7 +932,7 @@ func (m *Manager) RefreshActive(ctx context.Context) error {
 			m.retireLocked(v.proc)
 		}
 	}
-	return nil
+	return unknown, nil
 }
 
 // Status reports the state of every installed version, sorted by connector

@@ -842,3 +842,60 @@ func TestInstallChecksSHA256First(t *testing.T) {
 		t.Fatalf("Activate after the install: %v", err)
 	}
 }
+
+// RefreshActive reads the catalog only once it holds the admin lock: a
+// local Activate that lands while a refresh waits is not reverted by a row
+// read before it.
+func TestRefreshActiveDoesNotRevertLocalActivate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(dir string) {
+		installSample(t, dir, "0.1.0", false)
+		installSample(t, dir, "0.2.0", false)
+	})
+	ctx := testCtx(t)
+	e.m.admin.Lock() // an Activate in progress
+	done := make(chan error, 1)
+	go func() { done <- e.m.RefreshActive(ctx) }()
+	time.Sleep(300 * time.Millisecond) // the refresh is waiting (it read the catalog first, before the fix)
+	e.m.mu.Lock()
+	a := e.m.apps["sample"]
+	e.m.mu.Unlock()
+	err := e.m.moveActive(ctx, a, "0.2.0", "0.1.0", "0.2.0") // the rest of Activate(0.1.0)
+	e.m.admin.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if a, err := e.m.App(ctx, "sample"); err != nil || a.Version != "0.1.0" {
+		t.Fatalf("after the Activate and a concurrent refresh: %s, %v; want 0.1.0", a.Version, err)
+	}
+}
+
+// A version another host installed and activated, which this host has not
+// synced, is synced by RefreshActive and then leased.
+func TestRefreshActiveSyncsUnknownVersion(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, sampleOnly(t))
+	ctx := testCtx(t)
+	other := e.open()
+	installSample(t, e.dir, "0.2.0", false)
+	if err := e.m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Activate(ctx, "sample", "0.2.0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.RefreshActive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l, err := other.Acquire(ctx, "sample")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	if l.Version != "0.2.0" {
+		t.Fatalf("the other host leases %s after RefreshActive, want 0.2.0 (installed and activated elsewhere)", l.Version)
+	}
+}
