@@ -140,6 +140,8 @@ func TestOperatorUpgradesAConnectorWhileItRuns(t *testing.T) {
 	if r.Status != http.StatusConflict || !strings.Contains(string(r.Body), "checksum_mismatch") {
 		t.Fatalf("install with a wrong sha256 = %d %s, want 409 checksum_mismatch", r.Status, r.Body)
 	}
+	// The refused install left the catalog alone: 0.2.0 cannot be activated yet.
+	admin(http.StatusUnprocessableEntity, "POST", "/admin/connectors/sample/activate", map[string]any{"version": "0.2.0"})
 	admin(http.StatusOK, "POST", "/admin/connectors/sample/versions", map[string]any{"version": "0.2.0", "sha256": fileSum(t, exe)})
 	admin(http.StatusUnprocessableEntity, "POST", "/admin/connectors/sample/versions", map[string]any{"version": "0.3.0"})
 	admin(http.StatusUnprocessableEntity, "POST", "/admin/connectors/sample/activate", map[string]any{"version": "9.9.9"})
