@@ -810,7 +810,7 @@ func TestInstallChecksSHA256First(t *testing.T) {
 	e := newEnv(t, sampleOnly(t))
 	ctx := testCtx(t)
 	exe := installSample(t, e.dir, "0.2.0", true) // put in the directory after the host started
-	rebuild(t, exe)                                 // not the executable the operator vouched for
+	rebuild(t, exe)                               // not the executable the operator vouched for
 	want := status(t, e.m, "sample", "0.1.0").SHA256
 	_, err := e.m.Install(ctx, "sample", "0.2.0", want)
 	var bad *SHA256MismatchError
