@@ -57,10 +57,14 @@ func (s *Store) GetConnectionByID(ctx context.Context, id string) (Connection, e
 	return c, nil
 }
 
-// Webhook events are kept for WebhookEventRetention, and at most
-// WebhookEventsKept per connection (the newest): enough to see what an app
-// sent lately, while a flood of deliveries (or of forged ones) cannot grow
-// the table without bound.
+// Webhook events are kept for WebhookEventRetention. Processed deliveries
+// (a delivery id, no error) are kept that long whatever their number: their
+// ids are what refuses a redelivery (WebhookDelivered, ErrDuplicateDelivery),
+// and only verified deliveries can be processed. The other events (refused,
+// failed, without a delivery id) are kept at most WebhookEventsKept per
+// connection (the newest): enough to see what an app sent lately, while a
+// flood of deliveries (or of forged ones) cannot grow the table without
+// bound, nor push out the ids of processed deliveries.
 const (
 	WebhookEventRetention = 30 * 24 * time.Hour
 	WebhookEventsKept     = 1000
@@ -68,7 +72,8 @@ const (
 
 // RecordWebhookEvent inserts e (e.ID is chosen when empty) and returns it as
 // stored. In the same transaction it drops the connection's events older
-// than WebhookEventRetention or beyond the newest WebhookEventsKept.
+// than WebhookEventRetention, and its events other than processed
+// deliveries beyond the newest WebhookEventsKept of them.
 func (s *Store) RecordWebhookEvent(ctx context.Context, e WebhookEvent) (WebhookEvent, error) {
 	if e.ID == "" {
 		e.ID = NewID(PrefixWebhookEvent)
@@ -96,8 +101,10 @@ func (s *Store) RecordWebhookEvent(ctx context.Context, e WebhookEvent) (Webhook
 	if _, err := tx.ExecContext(ctx, `
 		DELETE FROM webhook_events w
 		WHERE w.connection_id = $1 AND (w.received_at < now() - make_interval(secs => $2)
-			OR (w.received_at, w.id) < (SELECT received_at, id FROM webhook_events
-				WHERE connection_id = $1 ORDER BY received_at DESC, id DESC OFFSET $3 - 1 LIMIT 1))`,
+			OR (NOT (w.delivery_id <> '' AND w.error = '')
+				AND (w.received_at, w.id) < (SELECT received_at, id FROM webhook_events
+					WHERE connection_id = $1 AND NOT (delivery_id <> '' AND error = '')
+					ORDER BY received_at DESC, id DESC OFFSET $3 - 1 LIMIT 1)))`,
 		e.ConnectionID, WebhookEventRetention.Seconds(), WebhookEventsKept); err != nil {
 		return WebhookEvent{}, fmt.Errorf("store: prune webhook events of connection %s: %w", e.ConnectionID, err)
 	}

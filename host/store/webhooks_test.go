@@ -136,6 +136,49 @@ func TestWebhookEventsRetention(t *testing.T) {
 	}
 }
 
+// The cap on a connection's events does not count processed deliveries: a
+// flood of forged deliveries (refused, unverified) cannot push out the id of
+// a processed one, whose redelivery is still refused as a duplicate.
+func TestWebhookFloodKeepsProcessedDeliveries(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	acc, _ := b.signup(t, "hook-flood@example.com")
+	c := b.connection(t, acc.ID)
+	start := b.now.Add(-time.Hour)
+	if _, err := b.store.RecordWebhookEvent(b.ctx, store.WebhookEvent{AccountID: acc.ID, ConnectionID: c.ID, ReceivedAt: start,
+		Verified: true, DeliveryID: "processed", Summary: "processed"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.store.RecordWebhookEvent(b.ctx, store.WebhookEvent{AccountID: acc.ID, ConnectionID: c.ID, ReceivedAt: start.Add(time.Millisecond),
+		Verified: true, DeliveryID: "failed", Error: "runs not queued: try again"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range store.WebhookEventsKept + 5 {
+		if _, err := b.store.RecordWebhookEvent(b.ctx, store.WebhookEvent{AccountID: acc.ID, ConnectionID: c.ID,
+			ReceivedAt: start.Add(time.Duration(i+2) * time.Millisecond), DeliveryID: fmt.Sprintf("forged %04d", i),
+			Error: "signature does not verify"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if done, err := b.store.WebhookDelivered(b.ctx, c.ID, "processed"); err != nil || !done {
+		t.Fatalf("after the flood: delivered = %v, %v, want true (the processed delivery is kept)", done, err)
+	}
+	if _, err := b.store.RecordWebhookEvent(b.ctx, store.WebhookEvent{AccountID: acc.ID, ConnectionID: c.ID, ReceivedAt: b.now,
+		Verified: true, DeliveryID: "processed"}); !errors.Is(err, store.ErrDuplicateDelivery) {
+		t.Fatalf("redelivery after the flood = %v, want ErrDuplicateDelivery", err)
+	}
+	var n, failed int
+	if err := b.store.DB().GetContext(b.ctx, &n, `SELECT count(*) FROM webhook_events WHERE connection_id = $1`, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.DB().GetContext(b.ctx, &failed, `SELECT count(*) FROM webhook_events WHERE connection_id = $1 AND delivery_id = 'failed'`, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n != store.WebhookEventsKept+1 || failed != 0 {
+		t.Fatalf("%d events kept (the older failed one: %d), want the processed delivery and the newest %d others", n, failed, store.WebhookEventsKept)
+	}
+}
+
 // A processed delivery's id is remembered for the connection: a second
 // processed record of it is refused (ErrDuplicateDelivery) and
 // WebhookDelivered says so; a failed one does not count.
