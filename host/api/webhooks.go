@@ -175,7 +175,10 @@ func (s *server) receiveWebhook(c *gin.Context) error {
 	event.DeliveryID = resp.DeliveryID
 	if _, err := s.store.RecordWebhookEvent(ctx, event); err != nil && !errors.Is(err, store.ErrDuplicateDelivery) {
 		// (A duplicate here is the same delivery processed at the same
-		// moment by another request: its runs are queued once.)
+		// moment by another request: both passed WebhookDelivered, so both
+		// queued runs, and only the first is recorded. The runner coalesces
+		// them: Enqueue joins a workflow's queued run (a running one is
+		// asked for a follow-up run), so the effect is one run per workflow.)
 		return fmt.Errorf("webhook: %w", err)
 	}
 	if enqueueErr != nil {
