@@ -855,8 +855,10 @@ func TestRefreshActiveDoesNotRevertLocalActivate(t *testing.T) {
 	ctx := testCtx(t)
 	e.m.admin.Lock() // an Activate in progress
 	done := make(chan error, 1)
+	// Whenever the refresh runs relative to the Activate, it must not put
+	// back the version the Activate replaced (before the fix it read the
+	// catalog before taking the admin lock, and did when it ran first).
 	go func() { done <- e.m.RefreshActive(ctx) }()
-	time.Sleep(300 * time.Millisecond) // the refresh is waiting (it read the catalog first, before the fix)
 	e.m.mu.Lock()
 	a := e.m.apps["sample"]
 	e.m.mu.Unlock()
