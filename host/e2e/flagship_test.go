@@ -469,8 +469,8 @@ func TestFlagshipShopifyOrdersToSageInvoicesOneWay(t *testing.T) {
 	wfID, _ := wf["id"].(string)
 
 	run := h.runWorkflow(t, tok, wfID)
-	if c := counts(t, run); c["created"] != 4 || c["failed"] != 1 {
-		t.Fatalf("first run = %v, want 4 invoices created and the ambiguous email failed", run)
+	if c := counts(t, run); c["created"] != 6 || c["transactions"] != 6 || c["failed"] != 1 {
+		t.Fatalf("first run = %v, want 4 invoices and 2 contacts (bob, carol) created, 6 transactions, the ambiguous email failed", run)
 	}
 	recs := h.must(t, http.StatusOK, "GET", fmt.Sprintf("/v1/runs/%s/records", run["id"]), tok, nil)
 	if items, _ := recs["items"].([]any); len(items) != 1 || !strings.Contains(fmt.Sprint(items[0]), `2 contacts records have email "dup@example.com"`) {
@@ -613,8 +613,8 @@ func TestFlagshipOrdersLookupCreateRejected(t *testing.T) {
 		"direction": "one_way", "mapping": ordersToInvoicesMapping(), "interval_seconds": 900,
 	})
 	run := h.runWorkflow(t, tok, wf["id"].(string))
-	if c := counts(t, run); c["created"] != 2 || c["failed"] != 1 {
-		t.Fatalf("run = %v, want 2 invoices and 1 failure", run)
+	if c := counts(t, run); c["created"] != 4 || c["failed"] != 1 {
+		t.Fatalf("run = %v, want 2 contacts and 2 invoices created (every record created in Sage counts), 1 failure", run)
 	}
 	recs := h.must(t, http.StatusOK, "GET", fmt.Sprintf("/v1/runs/%s/records", run["id"]), tok, nil)
 	items, _ := recs["items"].([]any)
@@ -715,10 +715,16 @@ func TestFlagshipLookupCreatesOnceAcrossHosts(t *testing.T) {
 		run := h.must(t, http.StatusAccepted, "POST", fmt.Sprintf("/v1/workflows/%s/run", wfs[i]), tok, nil)
 		runs = append(runs, run["id"].(string))
 	}
+	created := 0
 	for i, id := range runs {
-		if c := counts(t, hosts[i].waitRun(t, tok, id, time.Minute)); c["created"] != 3 || c["failed"] != 0 {
-			t.Fatalf("run %d = %v, want 3 invoices", i, c)
+		c := counts(t, hosts[i].waitRun(t, tok, id, time.Minute))
+		if c["failed"] != 0 {
+			t.Fatalf("run %d = %v, want no failure", i, c)
 		}
+		created += c["created"]
+	}
+	if created != 7 {
+		t.Errorf("the two runs created %d records, want 6 invoices and 1 contact (created counts every record created in Sage)", created)
 	}
 	contacts := sage.List(biz, "contacts")
 	if len(contacts) != 1 {
@@ -774,8 +780,8 @@ func TestFlagshipEditedOrderUpdatesItsInvoice(t *testing.T) {
 		"direction": "one_way", "mapping": ordersToInvoicesMapping(), "interval_seconds": 900,
 	})
 	wfID := wf["id"].(string)
-	if c := counts(t, h.runWorkflow(t, tok, wfID)); c["created"] != 1 || c["failed"] != 0 {
-		t.Fatalf("first run = %v, want 1 invoice", c)
+	if c := counts(t, h.runWorkflow(t, tok, wfID)); c["created"] != 2 || c["failed"] != 0 {
+		t.Fatalf("first run = %v, want the contact and the invoice created", c)
 	}
 	clock.Advance(time.Minute)
 	if !shop.EditOrder(orderID, func(o *shopfake.Order) { o.LineItems[0].Quantity = 3 }) {
@@ -849,8 +855,8 @@ func TestFlagshipLookupsFollowSageAndRetryTransientFailures(t *testing.T) {
 	sage.Update(biz, "contacts", bob, map[string]any{"email": "robert@example.com", "main_contact_person": map[string]any{"email": "robert@example.com"}})
 	clock.Advance(time.Minute)
 	order("bob@example.com")
-	if c := counts(t, h.runWorkflow(t, tok, wfID)); c["created"] != 1 || c["failed"] != 0 {
-		t.Fatalf("run after the email change = %v", c)
+	if c := counts(t, h.runWorkflow(t, tok, wfID)); c["created"] != 2 || c["failed"] != 0 {
+		t.Fatalf("run after the email change = %v, want a new contact and its invoice", c)
 	}
 	byEmail := map[string]int{}
 	for _, c := range sage.List(biz, "contacts") {

@@ -111,6 +111,9 @@ type linkJob struct {
 	notice    string
 	// lookups resolves the mapping's lookup rules (nil: none).
 	lookups *lookups
+	// lookupCreated counts the records the lookups of the chunk being
+	// written created (transactions, added to the chunk's counts).
+	lookupCreated int64
 }
 
 type deletion struct {
@@ -488,6 +491,7 @@ func (j *linkJob) chunk(ctx context.Context, my Side, rows []row) error {
 		if writes, err = j.resolveLookups(ctx, writes, byRef); err != nil {
 			return err
 		}
+		j.lookupCreated += j.lookups.takeCreated()
 	}
 	if err := j.journalCreates(ctx, other, writes, byRef); err != nil {
 		return err
@@ -1287,6 +1291,9 @@ func (j *linkJob) commitChunk(ctx context.Context, my Side, rows []row, ops []*o
 	if my == SideTarget {
 		dir = ToSource
 	}
+	// Records the lookups created in the target app are transactions too.
+	total.Created += j.lookupCreated
+	j.lookupCreated = 0
 	for _, o := range ops {
 		c, m, a := j.account(my, o, false)
 		total, matched, ambiguous = total.Add(c), matched+m, ambiguous+a

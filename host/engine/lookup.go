@@ -42,6 +42,16 @@ type lookups struct {
 	// (once per run, so that a record whose value changed or that was
 	// deleted in the app stops resolving to its old id).
 	refreshed map[int]bool
+	// created counts the records the lookups created since takeCreated:
+	// records created in the target app, so transactions of the run.
+	created int64
+}
+
+// takeCreated returns the records created since the last call.
+func (l *lookups) takeCreated() int64 {
+	n := l.created
+	l.created = 0
+	return n
 }
 
 func newLookups(db *sqlx.DB, accountID string, target *sideConn, m *mapping.Mapper, batchSize int, retry RetryPolicy) *lookups {
@@ -350,6 +360,9 @@ func (l *lookups) create(ctx context.Context, rule mapping.LookupRule, keys []st
 		case ok && res.Status == sdk.WriteOK && res.ID != "":
 			ids, idKeys = append(ids, res.ID), append(idKeys, k)
 			found[k] = []string{res.ID}
+			if res.Action == sdk.ActionCreated {
+				l.created++
+			}
 		case !ok || res.Status == sdk.WriteRetryable:
 			// Unknown whether the app created it: the next refresh finds
 			// it if it did.

@@ -300,6 +300,8 @@ func resolveBatch(ctx context.Context, l *lookups, pb *prepared) error {
 		return err
 	}
 	p := &pb.progress
+	// Records the lookups created in the target app are transactions too.
+	p.Counts.Created += l.takeCreated()
 	kept := pb.records[:0]
 	for _, w := range pb.records {
 		if f, bad := failed[w.Ref]; bad {
