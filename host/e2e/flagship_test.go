@@ -468,6 +468,17 @@ func TestFlagshipShopifyOrdersToSageInvoicesOneWay(t *testing.T) {
 	wf := h.must(t, http.StatusCreated, "POST", "/v1/workflows", tok, body)
 	wfID, _ := wf["id"].(string)
 
+	// The preview counts the contacts the lookups would create (bob and
+	// carol; ann exists; dup is ambiguous) and creates nothing.
+	preview := h.must(t, http.StatusOK, "POST", "/v1/workflows/"+wfID+"/preview", tok, nil)
+	if preview["lookup_creates"] != 2.0 {
+		t.Errorf("preview lookup_creates = %v, want 2 (bob and carol): %v", preview["lookup_creates"], preview)
+	}
+	if n := len(sage.List(biz, "contacts")); n != 3 {
+		t.Fatalf("the preview changed Sage: %d contacts, want the 3 seeded", n)
+	}
+	clock.Advance(time.Minute) // the fake shop's cost bucket refills on its own clock
+
 	run := h.runWorkflow(t, tok, wfID)
 	if c := counts(t, run); c["created"] != 6 || c["transactions"] != 6 || c["failed"] != 1 {
 		t.Fatalf("first run = %v, want 4 invoices and 2 contacts (bob, carol) created, 6 transactions, the ambiguous email failed", run)

@@ -485,6 +485,15 @@ func (j *linkJob) chunk(ctx context.Context, my Side, rows []row) error {
 		for _, o := range ops {
 			j.account(my, o, true)
 		}
+		if my == SideSource && j.lookups != nil && j.preview != nil && len(writes) > 0 {
+			n, err := j.lookups.wouldCreate(ctx, writes)
+			if err != nil {
+				return err
+			}
+			j.preview.LookupCreates += n
+			j.preview.ToTarget.Created += n
+			j.preview.Transactions += n
+		}
 		return j.markDone(ctx, my, rows, settled)
 	}
 	if my == SideSource && j.lookups != nil && len(writes) > 0 {

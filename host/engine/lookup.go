@@ -45,6 +45,8 @@ type lookups struct {
 	// created counts the records the lookups created since takeCreated:
 	// records created in the target app, so transactions of the run.
 	created int64
+	// previewed: values a preview already counted (rule index and value).
+	previewed map[string]bool
 }
 
 // takeCreated returns the records created since the last call.
@@ -118,6 +120,48 @@ func (l *lookups) resolve(ctx context.Context, writes []sdk.WriteRecord, sources
 		}
 	}
 	return failed, nil
+}
+
+// wouldCreate counts, for a preview, the distinct values of the writes that
+// lookups with create rules would create a record for: the values their
+// index does not hold once brought up to date with the app (a read; the
+// index is Synchron's copy of the app's records, not the workflow's state).
+// It creates nothing.
+func (l *lookups) wouldCreate(ctx context.Context, writes []sdk.WriteRecord) (int64, error) {
+	var n int64
+	for _, rule := range l.rules {
+		if !rule.CanCreate() {
+			continue
+		}
+		key := mapping.Match{Source: rule.Target, Target: rule.Target}
+		var keys []string
+		for _, w := range writes {
+			k, ok := key.Key(mapping.SideSource, w.Fields)
+			id := strconv.Itoa(rule.Rule) + "\x00" + k
+			if ok && !l.previewed[id] {
+				if l.previewed == nil {
+					l.previewed = map[string]bool{}
+				}
+				l.previewed[id] = true
+				keys = append(keys, k)
+			}
+		}
+		if len(keys) == 0 {
+			continue
+		}
+		if !l.refreshed[rule.Rule] {
+			if err := l.refresh(ctx, rule); err != nil {
+				return 0, err
+			}
+			l.refreshed[rule.Rule] = true
+		}
+		found, err := l.known(ctx, rule, keys)
+		if err != nil {
+			return 0, err
+		}
+		n += int64(len(keys) - len(found))
+	}
+	return n, nil
 }
 
 // resolved is the outcome of one looked-up value.

@@ -57,6 +57,10 @@ type Preview struct {
 	Conflicts int64  `json:"conflicts"`
 	// QueuedDeletes would wait for approval (deletes = approve).
 	QueuedDeletes int64 `json:"queued_deletes"`
+	// LookupCreates are the records the mapping's lookups would create in
+	// the target app (values no record of the looked-up object has); they
+	// are counted in ToTarget.Created and Transactions.
+	LookupCreates int64 `json:"lookup_creates"`
 	// Transactions the run would use (creates, updates and deletes in both apps).
 	Transactions int64 `json:"transactions"`
 	// DeleteSafetyStop is true when the run would delete more than the
