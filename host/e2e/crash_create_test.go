@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	sagefake "github.com/synchron-io/synchron/plugins/sage/fake"
 	shopfake "github.com/synchron-io/synchron/plugins/shopify/fake"
 	"github.com/synchron-io/synchron/sdk/testdb"
 )
@@ -21,52 +20,39 @@ import (
 // one invoice, and its external_id names it.
 func TestHostDiesAfterSageAppliedACreate(t *testing.T) {
 	t.Parallel()
-	clock := shopfake.NewClock(time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second))
-	shop := shopfake.New(shopOptions(t, shopfake.Options{Token: flagshipShopToken, Now: clock.Now}))
-	shopSrv := httptest.NewServer(shop)
-	t.Cleanup(shopSrv.Close)
-	// Sage keeps real time: the journal's times are the host's, and the
-	// connector looks for records Sage stamped since then.
-	sage, err := sagefake.New(sagefake.Options{SpecDir: sageSpecDir(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The first invoice POST is applied, then the host that sent it is
-	// killed before it reads the answer.
+	// killed before it reads the answer. Sage keeps real time: the
+	// journal's times are the host's, and the connector looks for records
+	// Sage stamped since then.
 	var mu sync.Mutex
 	var first *host
 	killed := make(chan struct{})
-	sageSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/sales_invoices") {
-			sage.ServeHTTP(w, r)
-			return
-		}
-		mu.Lock()
-		victim := first
-		first = nil
-		mu.Unlock()
-		if victim == nil {
-			sage.ServeHTTP(w, r)
-			return
-		}
-		sage.ServeHTTP(httptest.NewRecorder(), r) // applied; the answer is lost
-		victim.kill(t)
-		close(killed)
-		http.Error(w, "host gone", http.StatusBadGateway)
-	}))
-	t.Cleanup(sageSrv.Close)
-	const biz = "biz-1"
-	access, refresh, expires := sage.IssueTokens()
+	apps := startOrdersApps(t, func(sage http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			victim := first
+			if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/sales_invoices") {
+				first = nil
+			} else {
+				victim = nil
+			}
+			mu.Unlock()
+			if victim == nil {
+				sage.ServeHTTP(w, r)
+				return
+			}
+			sage.ServeHTTP(httptest.NewRecorder(), r) // applied; the answer is lost
+			victim.kill(t)
+			close(killed)
+			http.Error(w, "host gone", http.StatusBadGateway)
+		})
+	}, true)
+	clock, shop, sage := apps.clock, apps.shop, apps.sage
+	const biz = sageBiz
 	var ids []int
 	for i := range 3 {
-		gid := shop.AddOrder(shopfake.Order{Email: fmt.Sprintf("crash%d@example.com", i), CustomerName: fmt.Sprintf("Crash %d", i),
-			Currency: "GBP", Status: "PAID", Total: "15.00", LineItems: []shopfake.LineItem{{Name: "Mug", Quantity: i + 1, Price: "15.00"}},
-			UpdatedAt: clock.Now()})
-		var n int
-		if _, err := fmt.Sscanf(gid, "gid://shopify/Order/%d", &n); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, n)
+		ids = append(ids, apps.addOrder(t, shopfake.Order{Email: fmt.Sprintf("crash%d@example.com", i), CustomerName: fmt.Sprintf("Crash %d", i),
+			LineItems: mug(i + 1)}))
 	}
 	clock.Advance(time.Minute)
 
@@ -74,28 +60,12 @@ func TestHostDiesAfterSageAppliedACreate(t *testing.T) {
 	env := []string{"SYNCHRON_SECRET_KEY=" + randomKey(t), "SYNCHRON_RUN_LEASE=2s", "SYNCHRON_SCHEDULER=off"}
 	h1 := startHost(t, dbURL, env...)
 	tok := h1.signup(t, "crash-create@example.com")
-	shopConn := h1.must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
-		"app": "shopify", "name": "Shop",
-		"config": map[string]any{"shop": "acme.myshopify.com", "access_token": flagshipShopToken, "base_url": shopSrv.URL},
-	})
-	sageConn := h1.must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
-		"app": "sage", "name": "Accounts",
-		"config": map[string]any{"client_id": "client", "client_secret": "secret", "access_token": access,
-			"refresh_token": refresh, "expires_at": expires.Format(time.RFC3339), "business_id": biz,
-			"base_url": sageSrv.URL, "token_url": sageSrv.URL + "/token"},
-	})
-	wf := h1.must(t, http.StatusCreated, "POST", "/v1/workflows", tok, map[string]any{
-		"name":       "Shopify orders -> Sage sales invoices",
-		"source":     map[string]any{"connection_id": shopConn["id"], "object": "orders"},
-		"target":     map[string]any{"connection_id": sageConn["id"], "object": "sales_invoices"},
-		"direction":  "one_way",
-		"mapping":    ordersToInvoicesMapping(),
-		"write_back": map[string]any{"field": "external_id"}, "interval_seconds": 900,
-	})
+	shopConn, sageConn := apps.connect(t, h1, tok)
+	wfID := ordersWorkflow(t, h1, tok, "Shopify orders -> Sage sales invoices", shopConn, sageConn, "external_id")
 	mu.Lock()
 	first = h1
 	mu.Unlock()
-	runID := h1.must(t, http.StatusAccepted, "POST", fmt.Sprintf("/v1/workflows/%s/run", wf["id"]), tok, nil)["id"].(string)
+	runID := h1.must(t, http.StatusAccepted, "POST", fmt.Sprintf("/v1/workflows/%s/run", wfID), tok, nil)["id"].(string)
 	select {
 	case <-killed:
 	case <-time.After(time.Minute):

@@ -386,18 +386,9 @@ func ordersToInvoicesMapping() []map[string]any {
 // note stays), and no invoice is ever created twice.
 func TestFlagshipShopifyOrdersToSageInvoicesOneWay(t *testing.T) {
 	t.Parallel()
-	clock := shopfake.NewClock(time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second))
-	shop := shopfake.New(shopOptions(t, shopfake.Options{Token: flagshipShopToken, Now: clock.Now}))
-	shopSrv := httptest.NewServer(shop)
-	t.Cleanup(shopSrv.Close)
-	sage, err := sagefake.New(sagefake.Options{Now: clock.Now, SpecDir: sageSpecDir(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sageSrv := httptest.NewServer(sage)
-	t.Cleanup(sageSrv.Close)
-	const biz = "biz-1"
-	access, refresh, expires := sage.IssueTokens()
+	apps := startOrdersApps(t, nil, false)
+	clock, shop, sage := apps.clock, apps.shop, apps.sage
+	const biz = sageBiz
 	customer := func(name, email string) map[string]any {
 		return map[string]any{"name": name, "main_contact_person": map[string]any{"email": email}, "email": email,
 			"contact_types": []any{map[string]any{"id": "CUSTOMER"}}}
@@ -437,25 +428,8 @@ func TestFlagshipShopifyOrdersToSageInvoicesOneWay(t *testing.T) {
 
 	h := startHost(t, testdb.URL(t), "SYNCHRON_SCHEDULER=off") // runs only when the test asks
 	tok := h.signup(t, "flagship-orders@example.com")
-	shopConn := h.must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
-		"app": "shopify", "name": "Shop",
-		"config": map[string]any{"shop": "acme.myshopify.com", "access_token": flagshipShopToken, "base_url": shopSrv.URL},
-	})
-	sageConn := h.must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
-		"app": "sage", "name": "Accounts",
-		"config": map[string]any{"client_id": "client", "client_secret": "secret", "access_token": access,
-			"refresh_token": refresh, "expires_at": expires.Format(time.RFC3339), "business_id": biz,
-			"base_url": sageSrv.URL, "token_url": sageSrv.URL + "/token"},
-	})
-	body := map[string]any{
-		"name":             "Shopify orders -> Sage sales invoices",
-		"source":           map[string]any{"connection_id": shopConn["id"], "object": "orders"},
-		"target":           map[string]any{"connection_id": sageConn["id"], "object": "sales_invoices"},
-		"direction":        "one_way",
-		"mapping":          ordersToInvoicesMapping(),
-		"write_back":       map[string]any{"field": "external_id"},
-		"interval_seconds": 900,
-	}
+	shopConn, sageConn := apps.connect(t, h, tok)
+	body := ordersWorkflowBody("Shopify orders -> Sage sales invoices", shopConn, sageConn, "external_id")
 	// A lookup in an object the target does not have is refused, saying why.
 	bad := ordersToInvoicesMapping()
 	bad[3]["lookup"] = map[string]any{"object": "customers", "field": "email"}
@@ -588,18 +562,9 @@ func TestFlagshipShopifyOrdersToSageInvoicesOneWay(t *testing.T) {
 // and the others get their invoices.
 func TestFlagshipOrdersLookupCreateRejected(t *testing.T) {
 	t.Parallel()
-	clock := shopfake.NewClock(time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second))
-	shop := shopfake.New(shopOptions(t, shopfake.Options{Token: flagshipShopToken, Now: clock.Now}))
-	shopSrv := httptest.NewServer(shop)
-	t.Cleanup(shopSrv.Close)
-	sage, err := sagefake.New(sagefake.Options{Now: clock.Now, SpecDir: sageSpecDir(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sageSrv := httptest.NewServer(sage)
-	t.Cleanup(sageSrv.Close)
-	const biz = "biz-1"
-	access, refresh, expires := sage.IssueTokens()
+	apps := startOrdersApps(t, nil, false)
+	clock, shop, sage := apps.clock, apps.shop, apps.sage
+	const biz = sageBiz
 	line := []shopfake.LineItem{{Name: "Mug", Quantity: 1, Price: "15.00"}}
 	for _, email := range []string{"good@example.com", "not-an-email", "also-good@example.com"} {
 		shop.AddOrder(shopfake.Order{Email: email, Currency: "GBP", Status: "PAID", Total: "15.00", LineItems: line, UpdatedAt: clock.Now()})
@@ -607,23 +572,8 @@ func TestFlagshipOrdersLookupCreateRejected(t *testing.T) {
 	clock.Advance(time.Minute)
 	h := startHost(t, testdb.URL(t), "SYNCHRON_SCHEDULER=off")
 	tok := h.signup(t, "flagship-orders-rejected@example.com")
-	shopConn := h.must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
-		"app": "shopify", "name": "Shop",
-		"config": map[string]any{"shop": "acme.myshopify.com", "access_token": flagshipShopToken, "base_url": shopSrv.URL},
-	})
-	sageConn := h.must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
-		"app": "sage", "name": "Accounts",
-		"config": map[string]any{"client_id": "client", "client_secret": "secret", "access_token": access,
-			"refresh_token": refresh, "expires_at": expires.Format(time.RFC3339), "business_id": biz,
-			"base_url": sageSrv.URL, "token_url": sageSrv.URL + "/token"},
-	})
-	wf := h.must(t, http.StatusCreated, "POST", "/v1/workflows", tok, map[string]any{
-		"name":      "Orders -> invoices, no write-back",
-		"source":    map[string]any{"connection_id": shopConn["id"], "object": "orders"},
-		"target":    map[string]any{"connection_id": sageConn["id"], "object": "sales_invoices"},
-		"direction": "one_way", "mapping": ordersToInvoicesMapping(), "interval_seconds": 900,
-	})
-	run := h.runWorkflow(t, tok, wf["id"].(string))
+	shopConn, sageConn := apps.connect(t, h, tok)
+	run := h.runWorkflow(t, tok, ordersWorkflow(t, h, tok, "Orders -> invoices, no write-back", shopConn, sageConn, ""))
 	if c := counts(t, run); c["created"] != 4 || c["failed"] != 1 {
 		t.Fatalf("run = %v, want 2 contacts and 2 invoices created (every record created in Sage counts), 1 failure", run)
 	}
@@ -641,19 +591,36 @@ func TestFlagshipOrdersLookupCreateRejected(t *testing.T) {
 	}
 }
 
+// holdContactCreation counts the listings of Sage contacts (a read's second
+// request, for deletions, aside) and holds a contact creation until the
+// second listing arrives, or 1.5 s pass.
+func holdContactCreation(r *http.Request, mu *sync.Mutex, lists *int, second chan struct{}) {
+	if !strings.HasSuffix(r.URL.Path, "/contacts") {
+		return
+	}
+	switch r.Method {
+	case http.MethodGet:
+		if r.URL.Query().Has("deleted_since") {
+			return // the same read's second request
+		}
+		mu.Lock()
+		if *lists++; *lists == 2 {
+			close(second)
+		}
+		mu.Unlock()
+	case http.MethodPost:
+		select {
+		case <-second:
+		case <-time.After(1500 * time.Millisecond):
+		}
+	}
+}
+
 // Two workflows on two hosts, reading orders of the same new customer into
 // one Sage business at the same time, create her Sage contact once: the
 // lookups of one connection create under a lock shared by every host.
 func TestFlagshipLookupCreatesOnceAcrossHosts(t *testing.T) {
 	t.Parallel()
-	clock := shopfake.NewClock(time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second))
-	shop := shopfake.New(shopOptions(t, shopfake.Options{Token: flagshipShopToken, Now: clock.Now}))
-	shopSrv := httptest.NewServer(shop)
-	t.Cleanup(shopSrv.Close)
-	sage, err := sagefake.New(sagefake.Options{Now: clock.Now, SpecDir: sageSpecDir(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// A creation of a contact is held until a second listing of contacts
 	// arrives (or 1.5 s pass): without the lock the other host's lookup
 	// lists the contacts while the first creation is in flight, misses it
@@ -662,31 +629,15 @@ func TestFlagshipLookupCreatesOnceAcrossHosts(t *testing.T) {
 	var mu sync.Mutex
 	lists := 0
 	second := make(chan struct{})
-	sageSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/contacts") {
-			switch r.Method {
-			case http.MethodGet:
-				if r.URL.Query().Has("deleted_since") {
-					break // the same read's second request
-				}
-				mu.Lock()
-				if lists++; lists == 2 {
-					close(second)
-				}
-				mu.Unlock()
-			case http.MethodPost:
-				select {
-				case <-second:
-				case <-time.After(1500 * time.Millisecond):
-				}
-			}
-		}
-		sage.ServeHTTP(w, r)
-	}))
-	t.Cleanup(sageSrv.Close)
-	const biz = "biz-1"
-	access, refresh, expires := sage.IssueTokens()
-	line := []shopfake.LineItem{{Name: "Mug", Quantity: 1, Price: "15.00"}}
+	apps := startOrdersApps(t, func(sage http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			holdContactCreation(r, &mu, &lists, second)
+			sage.ServeHTTP(w, r)
+		})
+	}, false)
+	clock, shop, sage := apps.clock, apps.shop, apps.sage
+	const biz = sageBiz
+	line := mug(1)
 	for range 3 {
 		shop.AddOrder(shopfake.Order{Email: "new@example.com", CustomerName: "New Buyer", Currency: "GBP", Status: "PAID", Total: "15.00", LineItems: line, UpdatedAt: clock.Now()})
 	}
@@ -698,25 +649,10 @@ func TestFlagshipLookupCreatesOnceAcrossHosts(t *testing.T) {
 	hosts := []*host{startHost(t, url, key, "SYNCHRON_SCHEDULER=off", "SYNCHRON_WORKERS=1"),
 		startHost(t, url, key, "SYNCHRON_SCHEDULER=off", "SYNCHRON_WORKERS=1")}
 	tok := hosts[0].signup(t, "flagship-two-hosts@example.com")
-	shopConn := hosts[0].must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
-		"app": "shopify", "name": "Shop",
-		"config": map[string]any{"shop": "acme.myshopify.com", "access_token": flagshipShopToken, "base_url": shopSrv.URL},
-	})
-	sageConn := hosts[0].must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
-		"app": "sage", "name": "Accounts",
-		"config": map[string]any{"client_id": "client", "client_secret": "secret", "access_token": access,
-			"refresh_token": refresh, "expires_at": expires.Format(time.RFC3339), "business_id": biz,
-			"base_url": sageSrv.URL, "token_url": sageSrv.URL + "/token"},
-	})
+	shopConn, sageConn := apps.connect(t, hosts[0], tok)
 	var wfs []string
 	for i, h := range hosts {
-		wf := h.must(t, http.StatusCreated, "POST", "/v1/workflows", tok, map[string]any{
-			"name":      fmt.Sprintf("Orders -> invoices %d", i),
-			"source":    map[string]any{"connection_id": shopConn["id"], "object": "orders"},
-			"target":    map[string]any{"connection_id": sageConn["id"], "object": "sales_invoices"},
-			"direction": "one_way", "mapping": ordersToInvoicesMapping(), "interval_seconds": 900,
-		})
-		wfs = append(wfs, wf["id"].(string))
+		wfs = append(wfs, ordersWorkflow(t, h, tok, fmt.Sprintf("Orders -> invoices %d", i), shopConn, sageConn, ""))
 	}
 	mu.Lock()
 	lists = 0 // count the listings of the runs only
@@ -753,18 +689,9 @@ func TestFlagshipLookupCreatesOnceAcrossHosts(t *testing.T) {
 // instead of creating a second one.
 func TestFlagshipEditedOrderUpdatesItsInvoice(t *testing.T) {
 	t.Parallel()
-	clock := shopfake.NewClock(time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second))
-	shop := shopfake.New(shopOptions(t, shopfake.Options{Token: flagshipShopToken, Now: clock.Now}))
-	shopSrv := httptest.NewServer(shop)
-	t.Cleanup(shopSrv.Close)
-	sage, err := sagefake.New(sagefake.Options{Now: clock.Now, SpecDir: sageSpecDir(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sageSrv := httptest.NewServer(sage)
-	t.Cleanup(sageSrv.Close)
-	const biz = "biz-1"
-	access, refresh, expires := sage.IssueTokens()
+	apps := startOrdersApps(t, nil, false)
+	clock, shop, sage := apps.clock, apps.shop, apps.sage
+	const biz = sageBiz
 	gid := shop.AddOrder(shopfake.Order{Email: "edit@example.com", CustomerName: "Eddie", Currency: "GBP", Status: "PAID", Total: "15.00",
 		LineItems: []shopfake.LineItem{{Name: "Mug", Quantity: 1, Price: "15.00"}}, UpdatedAt: clock.Now()})
 	var orderID int
@@ -774,23 +701,8 @@ func TestFlagshipEditedOrderUpdatesItsInvoice(t *testing.T) {
 	clock.Advance(time.Minute)
 	h := startHost(t, testdb.URL(t), "SYNCHRON_SCHEDULER=off")
 	tok := h.signup(t, "flagship-order-edit@example.com")
-	shopConn := h.must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
-		"app": "shopify", "name": "Shop",
-		"config": map[string]any{"shop": "acme.myshopify.com", "access_token": flagshipShopToken, "base_url": shopSrv.URL},
-	})
-	sageConn := h.must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
-		"app": "sage", "name": "Accounts",
-		"config": map[string]any{"client_id": "client", "client_secret": "secret", "access_token": access,
-			"refresh_token": refresh, "expires_at": expires.Format(time.RFC3339), "business_id": biz,
-			"base_url": sageSrv.URL, "token_url": sageSrv.URL + "/token"},
-	})
-	wf := h.must(t, http.StatusCreated, "POST", "/v1/workflows", tok, map[string]any{
-		"name":      "Orders -> invoices, no write-back",
-		"source":    map[string]any{"connection_id": shopConn["id"], "object": "orders"},
-		"target":    map[string]any{"connection_id": sageConn["id"], "object": "sales_invoices"},
-		"direction": "one_way", "mapping": ordersToInvoicesMapping(), "interval_seconds": 900,
-	})
-	wfID := wf["id"].(string)
+	shopConn, sageConn := apps.connect(t, h, tok)
+	wfID := ordersWorkflow(t, h, tok, "Orders -> invoices, no write-back", shopConn, sageConn, "")
 	if c := counts(t, h.runWorkflow(t, tok, wfID)); c["created"] != 2 || c["failed"] != 0 {
 		t.Fatalf("first run = %v, want the contact and the invoice created", c)
 	}
@@ -818,18 +730,9 @@ func TestFlagshipEditedOrderUpdatesItsInvoice(t *testing.T) {
 // queued for an automatic retry rather than left for a user to retry.
 func TestFlagshipLookupsFollowSageAndRetryTransientFailures(t *testing.T) {
 	t.Parallel()
-	clock := shopfake.NewClock(time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second))
-	shop := shopfake.New(shopOptions(t, shopfake.Options{Token: flagshipShopToken, Now: clock.Now}))
-	shopSrv := httptest.NewServer(shop)
-	t.Cleanup(shopSrv.Close)
-	sage, err := sagefake.New(sagefake.Options{Now: clock.Now, SpecDir: sageSpecDir(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sageSrv := httptest.NewServer(sage)
-	t.Cleanup(sageSrv.Close)
-	const biz = "biz-1"
-	access, refresh, expires := sage.IssueTokens()
+	apps := startOrdersApps(t, nil, false)
+	clock, shop, sage := apps.clock, apps.shop, apps.sage
+	const biz = sageBiz
 	bob := sage.Put(biz, "contacts", map[string]any{"name": "Bob", "email": "bob@example.com",
 		"main_contact_person": map[string]any{"email": "bob@example.com"}, "contact_types": []any{map[string]any{"id": "CUSTOMER"}}})
 	order := func(email string) {
@@ -841,23 +744,8 @@ func TestFlagshipLookupsFollowSageAndRetryTransientFailures(t *testing.T) {
 	dbURL := testdb.URL(t)
 	h := startHost(t, dbURL, "SYNCHRON_SCHEDULER=off")
 	tok := h.signup(t, "flagship-lookups-follow@example.com")
-	shopConn := h.must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
-		"app": "shopify", "name": "Shop",
-		"config": map[string]any{"shop": "acme.myshopify.com", "access_token": flagshipShopToken, "base_url": shopSrv.URL},
-	})
-	sageConn := h.must(t, http.StatusCreated, "POST", "/v1/connections", tok, map[string]any{
-		"app": "sage", "name": "Accounts",
-		"config": map[string]any{"client_id": "client", "client_secret": "secret", "access_token": access,
-			"refresh_token": refresh, "expires_at": expires.Format(time.RFC3339), "business_id": biz,
-			"base_url": sageSrv.URL, "token_url": sageSrv.URL + "/token"},
-	})
-	wf := h.must(t, http.StatusCreated, "POST", "/v1/workflows", tok, map[string]any{
-		"name":   "Orders -> invoices",
-		"source": map[string]any{"connection_id": shopConn["id"], "object": "orders"},
-		"target": map[string]any{"connection_id": sageConn["id"], "object": "sales_invoices"}, "direction": "one_way",
-		"mapping": ordersToInvoicesMapping(), "write_back": map[string]any{"field": "external_id"}, "interval_seconds": 900,
-	})
-	wfID := wf["id"].(string)
+	shopConn, sageConn := apps.connect(t, h, tok)
+	wfID := ordersWorkflow(t, h, tok, "Orders -> invoices", shopConn, sageConn, "external_id")
 	if c := counts(t, h.runWorkflow(t, tok, wfID)); c["created"] != 1 || c["failed"] != 0 {
 		t.Fatalf("first run = %v", c)
 	}
