@@ -55,14 +55,7 @@ func TestRefreshedCredentialsSavedBeforeTheRunFails(t *testing.T) {
 			t.Parallel()
 			b := setupExec(t, 250)
 			ctx := context.Background()
-			wire, closeFn, err := sdk.ServeTestConn(ctx, rotating{sample.New("0.0.1", "")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(closeFn)
-			b.reg.mu.Lock()
-			b.reg.conns["sample"] = wire
-			b.reg.mu.Unlock()
+			b.serve(t, "sample", rotating{sample.New("0.0.1", "")})
 			cfg, err := b.box.Seal([]byte(`{"count": 250, "token": "t0"}`), []byte("con_src"))
 			if err != nil {
 				t.Fatal(err)
@@ -77,14 +70,7 @@ func TestRefreshedCredentialsSavedBeforeTheRunFails(t *testing.T) {
 					t.Fatalf("preview = %v, want it failed by the app", err)
 				}
 			} else {
-				id, err := e.Enqueue(ctx, "acc_a", b.wfID, "manual")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := e.RunOnce(ctx); err != nil {
-					t.Fatal(err)
-				}
-				if r := b.run(t, id); r.Error == nil || !strings.Contains(*r.Error, "went away") {
+				if r := b.runOnce(t, e); r.Error == nil || !strings.Contains(*r.Error, "went away") {
 					t.Fatalf("run = %+v (error %v), want it failed by the app", r, deref(r.Error))
 				}
 			}
@@ -144,7 +130,6 @@ func (s staleCreds) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.Read
 func TestRunRetriedWithCredentialsRefreshedElsewhere(t *testing.T) {
 	t.Parallel()
 	b := setupExec(t, 120)
-	ctx := context.Background()
 	seal := func(token string) []byte {
 		c, err := b.box.Seal([]byte(`{"count": 120, "token": "`+token+`"}`), []byte("con_src"))
 		if err != nil {
@@ -154,7 +139,7 @@ func TestRunRetriedWithCredentialsRefreshedElsewhere(t *testing.T) {
 	}
 	b.db.MustExec(`UPDATE connections SET config_enc = $1 WHERE id = 'con_src'`, seal("t1"))
 	stale := 0
-	wire, closeFn, err := sdk.ServeTestConn(ctx, staleCreds{Connector: sample.New("0.0.1", ""), onStale: func() error {
+	b.serve(t, "sample", staleCreds{Connector: sample.New("0.0.1", ""), onStale: func() error {
 		stale++
 		if stale == 1 {
 			_, err := b.db.Exec(`UPDATE connections SET config_enc = $1 WHERE id = 'con_src'`, seal("t2"))
@@ -162,35 +147,14 @@ func TestRunRetriedWithCredentialsRefreshedElsewhere(t *testing.T) {
 		}
 		return nil
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(closeFn)
-	b.reg.mu.Lock()
-	b.reg.conns["sample"] = wire
-	b.reg.mu.Unlock()
 	e := b.executor("h1")
-	id, err := e.Enqueue(ctx, "acc_a", b.wfID, "manual")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.RunOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if r := b.run(t, id); r.Status != "succeeded" || r.Created != 120 || stale != 1 {
+	if r := b.runOnce(t, e); r.Status != "succeeded" || r.Created != 120 || stale != 1 {
 		t.Fatalf("run = %+v (error %v) after %d stale attempts, want it succeeded on the refreshed credentials", r, deref(r.Error), stale)
 	}
 
 	// Credentials that stay refused (nobody refreshed them): one attempt.
 	b.db.MustExec(`UPDATE connections SET config_enc = $1 WHERE id = 'con_src'`, seal("t1"))
-	id, err = e.Enqueue(ctx, "acc_a", b.wfID, "manual")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.RunOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if r := b.run(t, id); r.Status != "failed" || r.Error == nil || !strings.Contains(*r.Error, "invalid_grant") || stale != 2 {
+	if r := b.runOnce(t, e); r.Status != "failed" || r.Error == nil || !strings.Contains(*r.Error, "invalid_grant") || stale != 2 {
 		t.Fatalf("run = %+v (error %v) after %d stale attempts, want failed after one attempt", r, deref(r.Error), stale)
 	}
 }
@@ -215,25 +179,10 @@ func (f flaky) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.ReadSink)
 func TestRetryableConnectorErrorResumesTheRun(t *testing.T) {
 	t.Parallel()
 	b := setupExec(t, 50)
-	ctx := context.Background()
 	failures := 2
-	wire, closeFn, err := sdk.ServeTestConn(ctx, flaky{Connector: sample.New("0.0.1", ""), failures: &failures})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(closeFn)
-	b.reg.mu.Lock()
-	b.reg.conns["sample"] = wire
-	b.reg.mu.Unlock()
+	b.serve(t, "sample", flaky{Connector: sample.New("0.0.1", ""), failures: &failures})
 	e := b.executor("h1")
-	id, err := e.Enqueue(ctx, "acc_a", b.wfID, "manual")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.RunOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if r := b.run(t, id); r.Status != "succeeded" || r.Created != 50 || failures != 0 {
+	if r := b.runOnce(t, e); r.Status != "succeeded" || r.Created != 50 || failures != 0 {
 		t.Fatalf("run = %+v (error %v), want it succeeded after two 429 give-ups", r, deref(r.Error))
 	}
 }
@@ -271,7 +220,6 @@ func (p patchedMidRun) Read(ctx context.Context, req sdk.ReadRequest, sink sdk.R
 func TestRefreshedCredentialsDoNotOverwriteAReconnect(t *testing.T) {
 	t.Parallel()
 	b := setupExec(t, 20)
-	ctx := context.Background()
 	seal := func(token string) []byte {
 		c, err := b.box.Seal([]byte(`{"count": 20, "token": "`+token+`"}`), []byte("con_src"))
 		if err != nil {
@@ -280,26 +228,12 @@ func TestRefreshedCredentialsDoNotOverwriteAReconnect(t *testing.T) {
 		return c
 	}
 	b.db.MustExec(`UPDATE connections SET config_enc = $1 WHERE id = 'con_src'`, seal("old-account"))
-	wire, closeFn, err := sdk.ServeTestConn(ctx, patchedMidRun{Connector: sample.New("0.0.1", ""), patch: func() error {
+	b.serve(t, "sample", patchedMidRun{Connector: sample.New("0.0.1", ""), patch: func() error {
 		_, err := b.db.Exec(`UPDATE connections SET config_enc = $1 WHERE id = 'con_src'`, seal("new-account"))
 		return err
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(closeFn)
-	b.reg.mu.Lock()
-	b.reg.conns["sample"] = wire
-	b.reg.mu.Unlock()
 	e := b.executor("h1")
-	id, err := e.Enqueue(ctx, "acc_a", b.wfID, "manual")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.RunOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if r := b.run(t, id); r.Status != "succeeded" {
+	if r := b.runOnce(t, e); r.Status != "succeeded" {
 		t.Fatalf("run = %+v (error %v)", r, deref(r.Error))
 	}
 	var sealed []byte

@@ -120,6 +120,35 @@ func newBox(t *testing.T) *secrets.Box {
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
+// serve puts c in the registry as app name (over a real gRPC connection),
+// in place of the bundle's own.
+func (b *execBundle) serve(t *testing.T, name string, c sdk.Connector) {
+	t.Helper()
+	wire, closeFn, err := sdk.ServeTestConn(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeFn)
+	b.reg.mu.Lock()
+	b.reg.conns[name] = wire
+	b.reg.mu.Unlock()
+}
+
+// runOnce enqueues a run of the bundle's workflow, executes it and returns
+// its row.
+func (b *execBundle) runOnce(t *testing.T, e *engine.Executor) runRow {
+	t.Helper()
+	ctx := context.Background()
+	id, err := e.Enqueue(ctx, "acc_a", b.wfID, "manual")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return b.run(t, id)
+}
+
 func (b *execBundle) executor(hostID string) *engine.Executor {
 	return engine.NewExecutor(b.db, b.reg, b.box, hclog.NewNullLogger(), engine.Options{
 		HostID: hostID, BatchSize: 100, Lease: 2 * time.Second,

@@ -39,14 +39,7 @@ func TestCreatesWithALostOutcomeAreMarkedMayExist(t *testing.T) {
 	b := setupExec(t, 30)
 	ctx := context.Background()
 	target := &lostAnswers{Connector: b.target}
-	wire, closeFn, err := sdk.ServeTestConn(ctx, target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(closeFn)
-	b.reg.mu.Lock()
-	b.reg.conns["mem"] = wire
-	b.reg.mu.Unlock()
+	b.serve(t, "mem", target)
 	// Matching makes the workflow linked (one-way with links).
 	b.db.MustExec(`UPDATE workflows SET match = '{"source": "email", "target": "email"}' WHERE id = $1`, b.wfID)
 	e := b.executor("h1")
@@ -129,26 +122,11 @@ func (r *retryableOnce) Write(ctx context.Context, req sdk.WriteRequest) (*sdk.W
 func TestRetriedCreatesAreMarkedMayExist(t *testing.T) {
 	t.Parallel()
 	b := setupExec(t, 10)
-	ctx := context.Background()
 	target := &retryableOnce{Connector: b.target}
-	wire, closeFn, err := sdk.ServeTestConn(ctx, target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(closeFn)
-	b.reg.mu.Lock()
-	b.reg.conns["mem"] = wire
-	b.reg.mu.Unlock()
+	b.serve(t, "mem", target)
 	b.db.MustExec(`UPDATE workflows SET match = '{"source": "email", "target": "email"}' WHERE id = $1`, b.wfID)
 	e := b.executor("h1")
-	id, err := e.Enqueue(ctx, "acc_a", b.wfID, "manual")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.RunOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if r := b.run(t, id); r.Status != "succeeded" {
+	if r := b.runOnce(t, e); r.Status != "succeeded" {
 		t.Fatalf("run = %+v (error %v)", r, deref(r.Error))
 	}
 	target.mu.Lock()
@@ -181,14 +159,7 @@ func TestRefusedCreatesStayJournaled(t *testing.T) {
 	t.Parallel()
 	b := setupExec(t, 5)
 	ctx := context.Background()
-	wire, closeFn, err := sdk.ServeTestConn(ctx, rejectAll{b.target})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(closeFn)
-	b.reg.mu.Lock()
-	b.reg.conns["mem"] = wire
-	b.reg.mu.Unlock()
+	b.serve(t, "mem", rejectAll{b.target})
 	b.db.MustExec(`UPDATE workflows SET match = '{"source": "email", "target": "email"}' WHERE id = $1`, b.wfID)
 	e := b.executor("h1")
 	if _, err := e.Enqueue(ctx, "acc_a", b.wfID, "manual"); err != nil {
