@@ -389,13 +389,9 @@ func TestFlagshipShopifyOrdersToSageInvoicesOneWay(t *testing.T) {
 	apps := startOrdersApps(t, nil, false)
 	clock, shop, sage := apps.clock, apps.shop, apps.sage
 	const biz = sageBiz
-	customer := func(name, email string) map[string]any {
-		return map[string]any{"name": name, "main_contact_person": map[string]any{"email": email}, "email": email,
-			"contact_types": []any{map[string]any{"id": "CUSTOMER"}}}
-	}
-	ann := sage.Put(biz, "contacts", customer("Ann Existing", "ann@example.com"))
-	sage.Put(biz, "contacts", customer("Dup One", "dup@example.com"))
-	sage.Put(biz, "contacts", customer("Dup Two", "DUP@example.com"))
+	ann := apps.sageContact("Ann Existing", "ann@example.com")
+	apps.sageContact("Dup One", "dup@example.com")
+	apps.sageContact("Dup Two", "DUP@example.com")
 
 	day := time.Date(2026, 3, 4, 10, 30, 0, 0, time.UTC)
 	var many []shopfake.LineItem
@@ -533,7 +529,7 @@ func TestFlagshipShopifyOrdersToSageInvoicesOneWay(t *testing.T) {
 	}
 	// A contact added in Sage meanwhile is found, not created again; an
 	// order of a known new contact reuses it.
-	erin := sage.Put(biz, "contacts", customer("Erin Early", "erin@example.com"))
+	erin := apps.sageContact("Erin Early", "erin@example.com")
 	shop.AddOrder(shopfake.Order{Email: "erin@example.com", CustomerName: "Erin", Currency: "GBP", Status: "PAID", Total: "1.00", CreatedAt: day,
 		LineItems: []shopfake.LineItem{{Name: "Mug", Quantity: 1, Price: "15.00"}}})
 	shop.AddOrder(shopfake.Order{Email: "bob@example.com", Currency: "GBP", Status: "PAID", Total: "1.00", CreatedAt: day,
@@ -733,8 +729,7 @@ func TestFlagshipLookupsFollowSageAndRetryTransientFailures(t *testing.T) {
 	apps := startOrdersApps(t, nil, false)
 	clock, shop, sage := apps.clock, apps.shop, apps.sage
 	const biz = sageBiz
-	bob := sage.Put(biz, "contacts", map[string]any{"name": "Bob", "email": "bob@example.com",
-		"main_contact_person": map[string]any{"email": "bob@example.com"}, "contact_types": []any{map[string]any{"id": "CUSTOMER"}}})
+	bob := apps.sageContact("Bob", "bob@example.com")
 	order := func(email string) {
 		shop.AddOrder(shopfake.Order{Email: email, CustomerName: "Buyer", Currency: "GBP", Status: "PAID", Total: "15.00",
 			LineItems: []shopfake.LineItem{{Name: "Mug", Quantity: 1, Price: "15.00"}}, UpdatedAt: clock.Now()})
